@@ -1,0 +1,170 @@
+import { type Duration, parseDuration } from "../duration.js"
+import { ConfigError, describe } from "../errors.js"
+
+/** Policy is a validated, immutable description of one limit. Build it with a factory. */
+export type Policy =
+  | TokenBucketPolicy
+  | SlidingWindowLogPolicy
+  | SlidingWindowCounterPolicy
+  | FixedWindowPolicy
+  | ConcurrencyPolicy
+
+interface PolicyBase {
+  /** limit is the capacity: the most cost one key can hold or admit at once. */
+  readonly limit: number
+  /** windowMs is how long a key's state matters after its last use (its TTL in a store). */
+  readonly windowMs: number
+}
+
+export interface TokenBucketPolicy extends PolicyBase {
+  readonly kind: "tokenBucket"
+  /** rate tokens are added every periodMs; fractional rates are fine. */
+  readonly rate: number
+  readonly periodMs: number
+  /** burst is the bucket size (== limit). */
+  readonly burst: number
+  /** intervalMs is the emission interval T = periodMs / rate: the time one token takes. */
+  readonly intervalMs: number
+}
+
+export interface SlidingWindowLogPolicy extends PolicyBase {
+  readonly kind: "slidingWindowLog"
+}
+export interface SlidingWindowCounterPolicy extends PolicyBase {
+  readonly kind: "slidingWindowCounter"
+}
+export interface FixedWindowPolicy extends PolicyBase {
+  readonly kind: "fixedWindow"
+}
+export interface ConcurrencyPolicy extends PolicyBase {
+  readonly kind: "concurrency"
+  /** leaseTimeoutMs is how long a lease lives unless released first (== windowMs). */
+  readonly leaseTimeoutMs: number
+}
+
+export interface TokenBucketOptions {
+  /** rate: tokens per period, > 0 (fractional allowed). */
+  rate: number
+  /** period: default "1s". */
+  period?: Duration
+  /** burst: bucket size >= 1, default `rate` (at least 1). */
+  burst?: number
+}
+
+export interface WindowOptions {
+  /** limit: cost units admitted per window, >= 1. */
+  limit: number
+  window: Duration
+}
+
+export interface ConcurrencyOptions {
+  /** limit: cost units in flight at once, >= 1. */
+  limit: number
+  /** leaseTimeout: a lease not released by then ends by itself; default "1m". */
+  leaseTimeout?: Duration
+}
+
+function options(value: unknown, factory: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(factory, `expected an options object, got ${describe(value)}`)
+  }
+  return value as Record<string, unknown>
+}
+
+function positive(value: unknown, path: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new ConfigError(path, `expected a finite number > 0, got ${describe(value)}`)
+  }
+  return value
+}
+
+function capacity(value: unknown, path: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 1) {
+    throw new ConfigError(path, `expected a finite number >= 1, got ${describe(value)}`)
+  }
+  return value
+}
+
+/**
+ * tokenBucket: `rate` tokens per `period`, in a bucket of `burst`, full at the start.
+ * Implemented as GCRA: one timestamp per key. The default burst is the rate (one period's
+ * worth), rounded up to at least 1.
+ *
+ * @example tokenBucket({ rate: 600, period: "1m", burst: 20 })
+ */
+export function tokenBucket(opts: TokenBucketOptions): TokenBucketPolicy {
+  const o = options(opts, "tokenBucket")
+  const rate = positive(o.rate, "rate")
+  const periodMs = o.period === undefined ? 1000 : parseDuration(o.period, "period")
+  const burst = o.burst === undefined ? Math.max(1, rate) : capacity(o.burst, "burst")
+  const intervalMs = periodMs / rate
+  if (!Number.isFinite(intervalMs) || intervalMs <= 0 || !Number.isFinite(intervalMs * burst)) {
+    throw new ConfigError("rate", `rate ${rate} per ${periodMs} ms gives no usable interval`)
+  }
+  return Object.freeze({
+    kind: "tokenBucket",
+    rate,
+    periodMs,
+    burst,
+    limit: burst,
+    intervalMs,
+    windowMs: intervalMs * burst,
+  })
+}
+
+function windowPolicy<K extends string>(kind: K, opts: WindowOptions) {
+  const o = options(opts, kind)
+  const limit = capacity(o.limit, "limit")
+  const windowMs = parseDuration(o.window, "window")
+  return Object.freeze({ kind, limit, windowMs })
+}
+
+/** slidingWindowLog: exact; at most `limit` cost units in any `window`-long interval. */
+export function slidingWindowLog(opts: WindowOptions): SlidingWindowLogPolicy {
+  return windowPolicy("slidingWindowLog", opts)
+}
+
+/**
+ * slidingWindowCounter: approximates a sliding window with two fixed windows, weighting the
+ * previous one by how much of it still overlaps the sliding window. Three numbers per key.
+ */
+export function slidingWindowCounter(opts: WindowOptions): SlidingWindowCounterPolicy {
+  return windowPolicy("slidingWindowCounter", opts)
+}
+
+/** fixedWindow: a counter per `window`, windows aligned to the epoch. */
+export function fixedWindow(opts: WindowOptions): FixedWindowPolicy {
+  return windowPolicy("fixedWindow", opts)
+}
+
+/** concurrency: at most `limit` cost units in flight; each admission is a Lease. */
+export function concurrency(opts: ConcurrencyOptions): ConcurrencyPolicy {
+  const o = options(opts, "concurrency")
+  const limit = capacity(o.limit, "limit")
+  const leaseTimeoutMs =
+    o.leaseTimeout === undefined ? 60_000 : parseDuration(o.leaseTimeout, "leaseTimeout")
+  return Object.freeze({ kind: "concurrency", limit, windowMs: leaseTimeoutMs, leaseTimeoutMs })
+}
+
+const KINDS = new Set([
+  "tokenBucket",
+  "slidingWindowLog",
+  "slidingWindowCounter",
+  "fixedWindow",
+  "concurrency",
+])
+
+/** assertPolicy throws ConfigError unless `value` is a Policy made by one of the factories. */
+export function assertPolicy(value: unknown, path = "policy"): asserts value is Policy {
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    !KINDS.has((value as { kind?: unknown }).kind as string) ||
+    !Object.isFrozen(value)
+  ) {
+    throw new ConfigError(
+      path,
+      `expected a policy from tokenBucket(), slidingWindowLog(), slidingWindowCounter(), fixedWindow() or concurrency(), got ${describe(value)}`,
+    )
+  }
+}

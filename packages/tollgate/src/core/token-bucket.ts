@@ -1,0 +1,141 @@
+import { type Decision, decision, EPSILON_MS, whole } from "./decision.js"
+import type { TokenBucketPolicy } from "./policy.js"
+
+// GCRA. The state of a key is one number, its theoretical arrival time `tat` (epoch ms):
+// the moment the bucket will be full again. A key with no state (0) is full. The bucket
+// holds (windowMs - max(tat - now, 0)) / intervalMs tokens; tat beyond now + windowMs is
+// debt taken on by reservations. Functions here read and write s[i] and nothing else.
+
+/** tokenBucketLimit admits `cost` at `now` when the bucket holds it, storing the new tat. */
+export function tokenBucketLimit(
+  p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  cost: number,
+): Decision {
+  const stored = s[i]
+  const tat = stored > now ? stored : now
+  const next = tat + cost * p.intervalMs
+  if (next - now <= p.windowMs + EPSILON_MS) {
+    s[i] = next
+    return decision(true, p.burst, whole((p.windowMs - (next - now)) / p.intervalMs), 0, next - now)
+  }
+  return decision(
+    false,
+    p.burst,
+    whole((p.windowMs - (tat - now)) / p.intervalMs),
+    next - p.windowMs - now,
+    tat - now,
+  )
+}
+
+/** tokenBucketPeek is tokenBucketLimit for cost 0 without writing. */
+export function tokenBucketPeek(
+  p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+): Decision {
+  const tat = s[i] > now ? s[i] : now
+  const debt = tat - now
+  const allowed = debt <= p.windowMs + EPSILON_MS
+  return decision(
+    allowed,
+    p.burst,
+    whole((p.windowMs - debt) / p.intervalMs),
+    allowed ? 0 : debt - p.windowMs,
+    debt,
+  )
+}
+
+/** Grant is the outcome of a reservation: capacity committed for use at `executeAt`. */
+export interface Grant {
+  ok: boolean
+  /** executeAt: when the reserved cost may be used (epoch ms); now when no wait. */
+  executeAt: number
+  /** delayMs: executeAt - now, >= 0; when not ok, the wait that would have been needed. */
+  delayMs: number
+  decision: Decision
+}
+
+/**
+ * tokenBucketReserve commits `cost` for use at the earliest time the bucket allows it, if
+ * that is within `maxWaitMs`. The bucket may go into debt: later requests queue behind.
+ */
+export function tokenBucketReserve(
+  p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  cost: number,
+  maxWaitMs: number,
+): Grant {
+  const stored = s[i]
+  const tat = stored > now ? stored : now
+  const next = tat + cost * p.intervalMs
+  const wait = next - p.windowMs - now
+  const delayMs = wait <= EPSILON_MS ? 0 : wait
+  if (delayMs <= maxWaitMs) {
+    s[i] = next
+    const remaining = whole((p.windowMs - (next - now)) / p.intervalMs)
+    return {
+      ok: true,
+      executeAt: now + delayMs,
+      delayMs,
+      decision: decision(true, p.burst, remaining, 0, next - now),
+    }
+  }
+  const remaining = whole((p.windowMs - (tat - now)) / p.intervalMs)
+  return {
+    ok: false,
+    executeAt: now + delayMs,
+    delayMs,
+    decision: decision(false, p.burst, remaining, delayMs, tat - now),
+  }
+}
+
+/**
+ * tokenBucketCancel gives back a reservation made for `executeAt`, when that is still in
+ * the future: all of its cost if no later reservation exists, less the cost of the later
+ * ones otherwise (they keep their times, so admitted traffic never exceeds the policy).
+ */
+export function tokenBucketCancel(
+  p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  cost: number,
+  executeAt: number,
+): void {
+  if (executeAt <= now) return
+  const full = cost * p.intervalMs
+  const lastExecuteAt = s[i] - p.windowMs
+  const overtaken = lastExecuteAt > executeAt ? lastExecuteAt - executeAt : 0
+  const refund = full - overtaken
+  if (refund > 0) s[i] -= Math.min(refund, full)
+}
+
+/** tokenBucketEmpty: the key is full at `now`, so dropping its state changes nothing. */
+export function tokenBucketEmpty(
+  _p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+): boolean {
+  return s[i] <= now
+}
+
+/**
+ * tokenBucketConvert re-expresses a key's state under a new policy at `now`, keeping its
+ * fill fraction: a bucket 30% empty stays 30% empty. Debt from reservations scales alike.
+ */
+export function tokenBucketConvert(
+  from: TokenBucketPolicy,
+  to: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+): void {
+  if (s[i] > now) s[i] = now + (s[i] - now) * (to.windowMs / from.windowMs)
+}

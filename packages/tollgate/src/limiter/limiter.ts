@@ -1,0 +1,798 @@
+import { randomUUID } from "node:crypto"
+import { type Clock, systemClock } from "../clock.js"
+import { type Decision, decision, type Lease, whole } from "../core/decision.js"
+import { assertPolicy, type Policy } from "../core/policy.js"
+import type { Grant } from "../core/token-bucket.js"
+import { type Duration, parseDuration } from "../duration.js"
+import {
+  ArgumentError,
+  ConfigError,
+  describe,
+  RateLimitError,
+  StoreError,
+  TollgateError,
+  UnsupportedError,
+} from "../errors.js"
+import { MemoryStore } from "../stores/memory-store.js"
+import type { MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
+import { checkCost, checkKey, checkOptions, checkWait } from "../validate.js"
+import { Scheduler } from "./scheduler.js"
+
+/** OnStoreError: what a limiter does when its store fails or times out. */
+export type OnStoreError = "closed" | "open" | { fallback: Store }
+
+export interface LimiterOptions {
+  policy: Policy
+  /** store: where state lives; default a new MemoryStore. */
+  store?: Store
+  /** prefix: namespace; limiters with different prefixes never share state. Default "tollgate". */
+  prefix?: string
+  /** clock: default systemClock (monotonic, epoch-anchored). */
+  clock?: Clock
+  /** clockTolerance: a clock step back up to this counts as no time passed; default 100 ms. */
+  clockTolerance?: Duration
+  /** onStoreError: "closed" (throw StoreError, default), "open" (allow) or { fallback }. */
+  onStoreError?: OnStoreError
+  /** timeout: ms budget for one call to an asynchronous store; default 1000. */
+  timeout?: Duration
+  /** maxKeyLength: longest key accepted; default 512. */
+  maxKeyLength?: number
+  /** maxQueue: most waiters per key in acquire(); default unbounded. */
+  maxQueue?: number
+}
+
+export interface LimitOptions {
+  /** cost: units this request takes, finite, >= 0 and <= the policy's limit; default 1. */
+  cost?: number
+  /** requestId: repeats of an admitted request with this id consume nothing. */
+  requestId?: string
+}
+
+export interface AcquireOptions {
+  cost?: number
+  /** maxWait: reject at once with RateLimitError if the wait would be longer; default unbounded. */
+  maxWait?: Duration
+  /** signal: aborting leaves the queue and rejects with the signal's reason. */
+  signal?: AbortSignal
+}
+
+export interface ReserveOptions {
+  cost?: number
+  /** maxWait: a reservation further out than this is not made (ok: false); default unbounded. */
+  maxWait?: Duration
+}
+
+/**
+ * Reservation: `cost` committed now for use at `executeAt` (epoch ms, in the limiter's
+ * clock). `cancel()` before then gives the capacity back, less whatever later
+ * reservations already depend on. When `ok` is false nothing was committed and `delayMs`
+ * is the wait that would have been needed.
+ */
+export interface Reservation {
+  readonly id: string
+  readonly key: string
+  readonly cost: number
+  readonly ok: boolean
+  readonly executeAt: number
+  readonly delayMs: number
+  readonly decision: Decision
+  cancel(): MaybePromise<void>
+}
+
+export interface LimiterStats {
+  allowed: number
+  denied: number
+  /** denyRate: denied / (allowed + denied), 0 before any decision. */
+  denyRate: number
+  /** keys: keys with state in this limiter's namespace (-1 when the store cannot tell). */
+  keys: number
+  storeErrors: number
+  /** fallbacks: decisions made by the fallback store. */
+  fallbacks: number
+  /** failOpen: requests admitted because the store failed and onStoreError is "open". */
+  failOpen: number
+  /** waiting: acquire() calls queued now. */
+  waiting: number
+}
+
+type Answer<S extends boolean, T> = S extends true ? T : Promise<T>
+
+/**
+ * Limiter enforces one policy per key. Over a synchronous store (the default MemoryStore)
+ * `limit`, `peek`, `reset` answer directly; over an asynchronous one they return promises.
+ * `await` works on both.
+ */
+export interface Limiter<S extends boolean = boolean> {
+  readonly policy: Policy
+  readonly prefix: string
+  /** limit consumes `cost` for `key` if the policy allows it now. Never waits. */
+  limit(key: string, options?: LimitOptions): Answer<S, Decision>
+  /** peek is the decision for cost 0: nothing is consumed. */
+  peek(key: string): Answer<S, Decision>
+  /** reset forgets the key's state. */
+  reset(key: string): Answer<S, void>
+  /** acquire waits in FIFO order per key until the request is admitted. */
+  acquire(key: string, options?: AcquireOptions): Promise<Decision>
+  /** reserve commits capacity now for use later (token bucket only). */
+  reserve(key: string, options?: ReserveOptions): Promise<Reservation>
+  /** setPolicy changes the policy at runtime; admitted requests stay admitted. */
+  setPolicy(policy: Policy): void
+  stats(): LimiterStats
+}
+
+interface Waiter {
+  key: string
+  cost: number
+  /** reserved: a token-bucket waiter whose capacity is committed for `at`. */
+  reserved: boolean
+  /** at: when it runs next (reserved: its executeAt; else its next try, for the head). */
+  at: number
+  /** deadline: when a waiter that is not reserved gives up. */
+  deadline: number
+  grant: Decision | undefined
+  /** since: when the grant was made. */
+  since: number
+  done: boolean
+  resolve(d: Decision): void
+  reject(error: unknown): void
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+interface Queue {
+  waiters: Waiter[]
+  busy: boolean
+}
+
+type Job = { waiter: Waiter; deadline: boolean }
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === "function"
+}
+
+/** then applies fn to a value now, or to a promise's value when it settles. */
+function then<T, U>(value: MaybePromise<T>, fn: (v: T) => U | Promise<U>): Promise<U> {
+  if (isPromise(value)) return value.then(fn)
+  try {
+    return Promise.resolve(fn(value))
+  } catch (error) {
+    return Promise.reject(error)
+  }
+}
+
+function denied(d: Decision, retryAfterMs: number): Decision {
+  return { ...d, allowed: false, retryAfterMs: Math.max(d.retryAfterMs, retryAfterMs) }
+}
+
+class RateLimiter implements Limiter<boolean> {
+  readonly prefix: string
+  #policy: Policy
+  readonly #store: Store
+  #ns: Namespace
+  readonly #sync: boolean
+  readonly #clock: Clock
+  readonly #tolerance: number
+  readonly #onStoreError: OnStoreError
+  #fallback: Namespace | undefined
+  readonly #timeout: number
+  readonly #maxKeyLength: number
+  readonly #maxQueue: number
+  #offset = 0
+  #last = Number.NEGATIVE_INFINITY
+  #allowed = 0
+  #denied = 0
+  #storeErrors = 0
+  #fallbacks = 0
+  #failOpen = 0
+  #waiting = 0
+  readonly #queues = new Map<string, Queue>()
+  readonly #scheduler: Scheduler<Job>
+
+  constructor(options: LimiterOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new ConfigError("createLimiter", `expected an options object, got ${describe(options)}`)
+    }
+    assertPolicy(options.policy)
+    this.#policy = options.policy
+    const prefix = options.prefix ?? "tollgate"
+    if (typeof prefix !== "string" || prefix.length === 0 || prefix.length > 256) {
+      throw new ConfigError(
+        "prefix",
+        `expected a string of 1 to 256 characters, got ${describe(prefix)}`,
+      )
+    }
+    this.prefix = prefix
+    const store = options.store ?? new MemoryStore()
+    if (typeof store !== "object" || store === null || typeof store.namespace !== "function") {
+      throw new ConfigError("store", `expected a Store (with namespace()), got ${describe(store)}`)
+    }
+    this.#store = store
+    this.#sync = store.synchronous === true
+    this.#ns = store.namespace(prefix, this.#policy)
+    const clock = options.clock ?? systemClock
+    if (typeof clock !== "object" || clock === null || typeof clock.now !== "function") {
+      throw new ConfigError("clock", `expected a clock with now(), got ${describe(clock)}`)
+    }
+    this.#clock = clock
+    this.#tolerance =
+      options.clockTolerance === undefined
+        ? 100
+        : parseDuration(options.clockTolerance, "clockTolerance", true)
+    this.#timeout = options.timeout === undefined ? 1000 : parseDuration(options.timeout, "timeout")
+    const onStoreError = options.onStoreError ?? "closed"
+    if (onStoreError === "closed" || onStoreError === "open") {
+      this.#onStoreError = onStoreError
+    } else if (
+      typeof onStoreError === "object" &&
+      onStoreError !== null &&
+      typeof onStoreError.fallback?.namespace === "function"
+    ) {
+      this.#onStoreError = onStoreError
+      this.#fallback = onStoreError.fallback.namespace(prefix, this.#policy)
+    } else {
+      throw new ConfigError(
+        "onStoreError",
+        `expected "closed", "open" or { fallback: store }, got ${describe(onStoreError)}`,
+      )
+    }
+    const maxKeyLength = options.maxKeyLength ?? 512
+    if (!Number.isInteger(maxKeyLength) || maxKeyLength < 1) {
+      throw new ConfigError(
+        "maxKeyLength",
+        `expected a whole number >= 1, got ${describe(maxKeyLength)}`,
+      )
+    }
+    this.#maxKeyLength = maxKeyLength
+    const maxQueue = options.maxQueue ?? Number.POSITIVE_INFINITY
+    if (typeof maxQueue !== "number" || Number.isNaN(maxQueue) || maxQueue < 0) {
+      throw new ConfigError("maxQueue", `expected a number >= 0, got ${describe(maxQueue)}`)
+    }
+    this.#maxQueue = maxQueue
+    this.#scheduler = new Scheduler<Job>(
+      clock,
+      () => this.#now(),
+      (job, at) => this.#run(job, at),
+    )
+  }
+
+  get policy(): Policy {
+    return this.#policy
+  }
+
+  /**
+   * #now is the limiter's time: the clock, never going backwards. A step back within the
+   * tolerance reads as no time passed; a larger one shifts the offset so time continues
+   * from where it was (no capacity is granted by the jump either way).
+   */
+  #now(): number {
+    let t = this.#clock.now() + this.#offset
+    if (!(t >= this.#last)) {
+      if (this.#last === Number.NEGATIVE_INFINITY) {
+        t = 0
+      } else {
+        if (Number.isFinite(t) && this.#last - t > this.#tolerance) this.#offset += this.#last - t
+        t = this.#last
+      }
+    } else if (t === Number.POSITIVE_INFINITY) {
+      t = this.#last
+    }
+    this.#last = t
+    return t
+  }
+
+  #cost(options: LimitOptions | AcquireOptions | undefined): number {
+    checkOptions(options)
+    const cost = options === undefined || options.cost === undefined ? 1 : options.cost
+    checkCost(cost, this.#policy.limit)
+    return cost
+  }
+
+  limit(key: string, options?: LimitOptions): MaybePromise<Decision> {
+    checkKey(key, this.#maxKeyLength)
+    const cost = this.#cost(options)
+    let requestId: string | undefined
+    if (options !== undefined && options.requestId !== undefined) {
+      checkKey(options.requestId, this.#maxKeyLength, "requestId")
+      requestId = options.requestId
+    }
+    const now = this.#now()
+    if (this.#waiting !== 0 && this.#policy.kind !== "tokenBucket") {
+      const queue = this.#queues.get(key)
+      if (queue !== undefined) return this.#behind(key, queue, now)
+    }
+    if (this.#sync) {
+      let d: Decision
+      try {
+        d = this.#ns.limit(key, cost, now, requestId) as Decision
+      } catch (error) {
+        return this.#failed(error, key, cost, now)
+      }
+      return this.#count(d)
+    }
+    return this.#limitAsync(key, cost, now, requestId)
+  }
+
+  async #limitAsync(
+    key: string,
+    cost: number,
+    now: number,
+    requestId: string | undefined,
+  ): Promise<Decision> {
+    let d: Decision
+    try {
+      d = await this.#guard(this.#ns.limit(key, cost, now, requestId))
+    } catch (error) {
+      return this.#failed(error, key, cost, now)
+    }
+    return this.#count(d)
+  }
+
+  /** #count records a decision in the stats and turns a raw lease into a Lease. */
+  #count(d: Decision): Decision {
+    if (d.allowed) this.#allowed++
+    else this.#denied++
+    if (d.lease !== undefined) d.lease = this.#lease(d.lease)
+    return d
+  }
+
+  #lease(raw: Pick<Lease, "id" | "key" | "cost" | "expiresAt">): Lease {
+    let released: MaybePromise<void> | undefined
+    const release = (): MaybePromise<void> => {
+      if (released === undefined) released = this.#release(raw.key, raw.id)
+      return released
+    }
+    return {
+      id: raw.id,
+      key: raw.key,
+      cost: raw.cost,
+      expiresAt: raw.expiresAt - this.#offset,
+      release,
+      [Symbol.dispose]: () => {
+        const r = release()
+        if (isPromise(r)) r.catch(() => {})
+      },
+      [Symbol.asyncDispose]: async () => {
+        await release()
+      },
+    }
+  }
+
+  #release(key: string, id: string): MaybePromise<void> {
+    const done = () => this.#wake(key)
+    const r = this.#ns.release(key, id, this.#now())
+    if (isPromise(r)) return this.#guard(r).then(done)
+    done()
+  }
+
+  /** #guard bounds an asynchronous store call by the timeout. */
+  #guard<T>(value: MaybePromise<T>): Promise<T> {
+    if (!isPromise(value)) return Promise.resolve(value)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StoreError(`store call timed out after ${this.#timeout} ms`)),
+        this.#timeout,
+      )
+    })
+    return Promise.race([value, timeout]).finally(() => clearTimeout(timer))
+  }
+
+  /** #failed decides for a failed store call, as onStoreError says. */
+  #failed(error: unknown, key: string, cost: number, now: number): MaybePromise<Decision> {
+    if (error instanceof TollgateError && !(error instanceof StoreError)) throw error
+    this.#storeErrors++
+    const mode = this.#onStoreError
+    if (mode === "closed") {
+      throw error instanceof StoreError
+        ? error
+        : new StoreError(`store failed: ${(error as Error)?.message ?? String(error)}`, {
+            cause: error,
+          })
+    }
+    if (mode === "open") {
+      this.#failOpen++
+      this.#allowed++
+      const d = decision(true, this.#policy.limit, whole(this.#policy.limit - cost), 0, 0)
+      d.degraded = "open"
+      return d
+    }
+    this.#fallbacks++
+    const mark = (d: Decision) => {
+      d.degraded = "fallback"
+      return this.#count(d)
+    }
+    const d = this.#fallback!.limit(key, cost, now)
+    return isPromise(d) ? d.then(mark) : mark(d)
+  }
+
+  /** #behind answers limit() for a key with waiters queued: they go first. */
+  #behind(key: string, queue: Queue, now: number): MaybePromise<Decision> {
+    const head = queue.waiters[0]
+    const wait = Math.max(0, head.at - now)
+    const deny = (d: Decision) => {
+      this.#denied++
+      return denied(d, wait)
+    }
+    const d = this.#ns.peek(key, now)
+    return isPromise(d) ? this.#guard(d).then(deny) : deny(d)
+  }
+
+  peek(key: string): MaybePromise<Decision> {
+    checkKey(key, this.#maxKeyLength)
+    const now = this.#now()
+    if (this.#sync) return this.#ns.peek(key, now)
+    return this.#guard(this.#ns.peek(key, now)).catch((error) => {
+      if (error instanceof TollgateError && !(error instanceof StoreError)) throw error
+      this.#storeErrors++
+      throw error instanceof StoreError ? error : new StoreError("store failed", { cause: error })
+    })
+  }
+
+  reset(key: string): MaybePromise<void> {
+    checkKey(key, this.#maxKeyLength)
+    const r = this.#ns.reset(key)
+    if (isPromise(r)) return this.#guard(r)
+  }
+
+  setPolicy(policy: Policy): void {
+    assertPolicy(policy)
+    const now = this.#now()
+    if (policy.kind === this.#policy.kind) {
+      this.#ns.setPolicy(policy, now)
+      this.#fallback?.setPolicy(policy, now)
+    } else {
+      this.#ns = this.#store.namespace(this.prefix, policy)
+      if (this.#fallback !== undefined && typeof this.#onStoreError === "object") {
+        this.#fallback = this.#onStoreError.fallback.namespace(this.prefix, policy)
+      }
+    }
+    this.#policy = policy
+  }
+
+  stats(): LimiterStats {
+    const total = this.#allowed + this.#denied
+    return {
+      allowed: this.#allowed,
+      denied: this.#denied,
+      denyRate: total === 0 ? 0 : this.#denied / total,
+      keys: this.#ns.size(),
+      storeErrors: this.#storeErrors,
+      fallbacks: this.#fallbacks,
+      failOpen: this.#failOpen,
+      waiting: this.#waiting,
+    }
+  }
+
+  reserve(key: string, options?: ReserveOptions): Promise<Reservation> {
+    try {
+      checkKey(key, this.#maxKeyLength)
+      const cost = this.#cost(options)
+      const maxWait = checkWait(options?.maxWait)
+      if (this.#policy.kind !== "tokenBucket") {
+        throw new UnsupportedError(`reserve needs a tokenBucket policy, not ${this.#policy.kind}`)
+      }
+      const now = this.#now()
+      return then(this.#reserveGrant(key, cost, now, maxWait), (grant) =>
+        this.#reservation(key, cost, grant),
+      )
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  #reservation(key: string, cost: number, grant: Grant): Reservation {
+    let cancelled = !grant.ok
+    const cancel = (): MaybePromise<void> => {
+      if (cancelled) return
+      cancelled = true
+      const now = this.#now()
+      if (now >= grant.executeAt || grant.decision.degraded !== undefined) return
+      const r = this.#ns.cancel(key, cost, grant.executeAt, now)
+      if (isPromise(r)) return this.#guard(r)
+    }
+    return {
+      id: randomUUID(),
+      key,
+      cost,
+      ok: grant.ok,
+      executeAt: grant.executeAt - this.#offset,
+      delayMs: grant.delayMs,
+      decision: grant.decision,
+      cancel,
+    }
+  }
+
+  /** #reserveGrant reserves through the store, deciding per onStoreError if it fails. */
+  #reserveGrant(key: string, cost: number, now: number, maxWait: number): MaybePromise<Grant> {
+    const counted = (grant: Grant): Grant => {
+      if (grant.ok) this.#allowed++
+      else this.#denied++
+      return grant
+    }
+    const failed = (error: unknown): MaybePromise<Grant> =>
+      then(this.#failed(error, key, cost, now), (d) => ({
+        ok: d.allowed,
+        executeAt: now,
+        delayMs: 0,
+        decision: d,
+      }))
+    let g: MaybePromise<Grant>
+    try {
+      g = this.#ns.reserve(key, cost, now, maxWait)
+    } catch (error) {
+      return failed(error)
+    }
+    return isPromise(g) ? this.#guard(g).then(counted, failed) : counted(g)
+  }
+
+  acquire(key: string, options?: AcquireOptions): Promise<Decision> {
+    try {
+      checkKey(key, this.#maxKeyLength)
+      const cost = this.#cost(options)
+      const maxWait = checkWait(options?.maxWait)
+      const signal = options?.signal
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw new ArgumentError("signal", `expected an AbortSignal, got ${describe(signal)}`)
+      }
+      signal?.throwIfAborted()
+      const now = this.#now()
+      const queue = this.#queues.get(key)
+      if (queue !== undefined && queue.waiters.length >= this.#maxQueue) {
+        const last = queue.waiters[queue.waiters.length - 1]
+        return this.#reject(
+          key,
+          now,
+          last.at - now,
+          `the queue for this key is full (${this.#maxQueue} waiting)`,
+        )
+      }
+      if (this.#policy.kind === "tokenBucket") {
+        return then(this.#reserveGrant(key, cost, now, maxWait), (grant) => {
+          if (!grant.ok) throw new RateLimitError(grant.decision)
+          if (grant.delayMs === 0 && !this.#queues.has(key)) return grant.decision
+          const w = this.#waiter(key, cost, true, grant.executeAt, grant.decision)
+          w.since = now
+          return this.#enqueue(w, signal)
+        })
+      }
+      if (queue !== undefined) {
+        if (maxWait === 0) return this.#reject(key, now, queue.waiters[0].at - now, undefined)
+        const w = this.#waiter(key, cost, false, Number.POSITIVE_INFINITY, undefined)
+        w.deadline = now + maxWait
+        return this.#enqueue(w, signal)
+      }
+      return then(this.#limitSafe(key, cost, now), (d) => {
+        if (d.allowed) return d
+        if (d.retryAfterMs > maxWait) throw new RateLimitError(d)
+        this.#denied--
+        const w = this.#waiter(key, cost, false, now + d.retryAfterMs, undefined)
+        w.deadline = now + maxWait
+        return this.#enqueue(w, signal)
+      })
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** #reject fails an acquire() at once, with a denied decision carrying `waitMs`. */
+  #reject(key: string, now: number, waitMs: number, why: string | undefined): Promise<never> {
+    this.#denied++
+    return Promise.resolve(this.#peekSafe(key, now)).then((d) => {
+      const deniedDecision = denied(d, waitMs)
+      throw new RateLimitError(
+        deniedDecision,
+        why === undefined ? undefined : `rate limited: ${why}`,
+      )
+    })
+  }
+
+  #limitSafe(key: string, cost: number, now: number): MaybePromise<Decision> {
+    const failed = (error: unknown) => this.#failed(error, key, cost, now)
+    try {
+      const d = this.#ns.limit(key, cost, now)
+      return isPromise(d) ? this.#guard(d).then((v) => this.#count(v), failed) : this.#count(d)
+    } catch (error) {
+      return failed(error)
+    }
+  }
+
+  #peekSafe(key: string, now: number): MaybePromise<Decision> {
+    const unknown = () => decision(false, this.#policy.limit, 0, 0, 0)
+    try {
+      const d = this.#ns.peek(key, now)
+      return isPromise(d) ? this.#guard(d).catch(unknown) : d
+    } catch {
+      return unknown()
+    }
+  }
+
+  #waiter(
+    key: string,
+    cost: number,
+    reserved: boolean,
+    at: number,
+    grant: Decision | undefined,
+  ): Waiter {
+    return {
+      key,
+      cost,
+      reserved,
+      at,
+      deadline: Number.POSITIVE_INFINITY,
+      grant,
+      since: this.#last,
+      done: false,
+      resolve: () => {},
+      reject: () => {},
+      signal: undefined,
+      onAbort: undefined,
+    }
+  }
+
+  #enqueue(w: Waiter, signal: AbortSignal | undefined): Promise<Decision> {
+    return new Promise<Decision>((resolve, reject) => {
+      w.resolve = resolve
+      w.reject = reject
+      let queue = this.#queues.get(w.key)
+      if (queue === undefined) {
+        queue = { waiters: [], busy: false }
+        this.#queues.set(w.key, queue)
+      }
+      queue.waiters.push(w)
+      this.#waiting++
+      if (w.at !== Number.POSITIVE_INFINITY)
+        this.#scheduler.schedule(w.at, { waiter: w, deadline: false })
+      if (w.deadline !== Number.POSITIVE_INFINITY)
+        this.#scheduler.schedule(w.deadline, { waiter: w, deadline: true })
+      if (signal !== undefined) {
+        w.signal = signal
+        w.onAbort = () => this.#abort(w)
+        signal.addEventListener("abort", w.onAbort, { once: true })
+      }
+    })
+  }
+
+  /** #leave takes a waiter out of its queue; it reports whether it was the head. */
+  #leave(w: Waiter): boolean {
+    w.done = true
+    this.#waiting--
+    if (w.signal !== undefined && w.onAbort !== undefined)
+      w.signal.removeEventListener("abort", w.onAbort)
+    const queue = this.#queues.get(w.key)
+    if (queue === undefined) return false
+    const index = queue.waiters.indexOf(w)
+    if (index === 0) queue.waiters.shift()
+    else if (index > 0) queue.waiters.splice(index, 1)
+    if (queue.waiters.length === 0) this.#queues.delete(w.key)
+    return index === 0
+  }
+
+  #run(job: Job, at: number): void {
+    const w = job.waiter
+    if (w.done) return
+    if (job.deadline) {
+      const wasHead = this.#leave(w)
+      this.#denied++
+      const now = this.#now()
+      w.reject(
+        new RateLimitError(
+          decision(false, this.#policy.limit, 0, Math.max(0, w.at - now), 0),
+          "rate limited: maxWait elapsed in the queue",
+        ),
+      )
+      if (wasHead) this.#wake(w.key)
+      return
+    }
+    if (w.at !== at) return
+    if (w.reserved) {
+      this.#leave(w)
+      this.#allowed++
+      const d = w.grant!
+      w.resolve({ ...d, resetAfterMs: Math.max(0, d.resetAfterMs - (this.#now() - w.since)) })
+      return
+    }
+    this.#wake(w.key)
+  }
+
+  /** #wake lets the head waiter of a key try again now (non-reserved waiters). */
+  #wake(key: string): void {
+    const queue = this.#queues.get(key)
+    if (queue === undefined || queue.busy || queue.waiters[0].reserved) return
+    queue.busy = true
+    const step = (): void => {
+      while (queue.waiters.length > 0) {
+        const w = queue.waiters[0]
+        const now = this.#now()
+        let result: MaybePromise<Decision>
+        try {
+          result = this.#ns.limit(w.key, w.cost, now)
+        } catch (error) {
+          result = Promise.reject(error)
+        }
+        if (isPromise(result)) {
+          this.#guard(result)
+            .catch((error) => this.#failed(error, w.key, w.cost, now))
+            .then(
+              (d) => {
+                if (this.#settle(w, d, now)) step()
+                else queue.busy = false
+              },
+              (error) => {
+                if (!w.done) {
+                  this.#leave(w)
+                  w.reject(error)
+                }
+                step()
+              },
+            )
+          return
+        }
+        if (!this.#settle(w, result, now)) break
+      }
+      queue.busy = false
+    }
+    step()
+  }
+
+  /** #settle resolves the head waiter if admitted (true), or schedules its next try. */
+  #settle(w: Waiter, d: Decision, now: number): boolean {
+    if (w.done) {
+      // Aborted while the store answered: give back what it took.
+      if (d.allowed && d.lease !== undefined) void this.#ns.release(w.key, d.lease.id, now)
+      return true
+    }
+    if (d.allowed) {
+      this.#leave(w)
+      w.resolve(this.#count(d))
+      return true
+    }
+    w.at = now + Math.max(d.retryAfterMs, 1e-3)
+    this.#scheduler.schedule(w.at, { waiter: w, deadline: false })
+    return false
+  }
+
+  /**
+   * #abort takes an aborted waiter out. A token-bucket waiter's reservation is given back,
+   * and over a synchronous store the waiters behind it are re-reserved, so they move up.
+   */
+  #abort(w: Waiter): void {
+    if (w.done) return
+    const queue = this.#queues.get(w.key)
+    const behind = queue === undefined ? [] : queue.waiters.slice(queue.waiters.indexOf(w) + 1)
+    const wasHead = this.#leave(w)
+    w.reject(w.signal!.reason)
+    const now = this.#now()
+    if (!w.reserved) {
+      if (wasHead) this.#wake(w.key)
+      return
+    }
+    if (!this.#sync) {
+      this.#guard(this.#ns.cancel(w.key, w.cost, w.at, now)).catch(() => {})
+      return
+    }
+    for (let i = behind.length - 1; i >= 0; i--)
+      this.#ns.cancel(w.key, behind[i].cost, behind[i].at, now)
+    this.#ns.cancel(w.key, w.cost, w.at, now)
+    for (const b of behind) {
+      const grant = this.#ns.reserve(w.key, b.cost, now, Number.POSITIVE_INFINITY) as Grant
+      b.at = grant.executeAt
+      b.grant = grant.decision
+      b.since = now
+      this.#scheduler.schedule(b.at, { waiter: b, deadline: false })
+    }
+  }
+}
+
+/**
+ * createLimiter builds a Limiter for one policy.
+ *
+ * @example
+ * const limiter = createLimiter({ policy: tokenBucket({ rate: 10, burst: 20 }) })
+ * const d = limiter.limit(userId)
+ * if (!d.allowed) reply(429, { retryAfterMs: d.retryAfterMs })
+ */
+export function createLimiter(options: LimiterOptions & { store?: SyncStore }): Limiter<true>
+export function createLimiter(options: LimiterOptions): Limiter<false>
+export function createLimiter(options: LimiterOptions): Limiter<boolean> {
+  return new RateLimiter(options)
+}

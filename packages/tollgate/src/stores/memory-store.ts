@@ -1,0 +1,367 @@
+import {
+  concurrencyEmpty,
+  concurrencyLimit,
+  concurrencyPeek,
+  concurrencyRelease,
+  type LeaseState,
+  newLeaseState,
+} from "../core/concurrency.js"
+import type { Decision } from "../core/decision.js"
+import { fixedWindowEmpty, fixedWindowLimit, fixedWindowPeek } from "../core/fixed-window.js"
+import { assertPolicy, type Policy } from "../core/policy.js"
+import {
+  slidingWindowCounterEmpty,
+  slidingWindowCounterLimit,
+  slidingWindowCounterPeek,
+} from "../core/sliding-window-counter.js"
+import {
+  type LogState,
+  newLogState,
+  slidingWindowLogEmpty,
+  slidingWindowLogLimit,
+  slidingWindowLogPeek,
+} from "../core/sliding-window-log.js"
+import {
+  type Grant,
+  tokenBucketCancel,
+  tokenBucketConvert,
+  tokenBucketEmpty,
+  tokenBucketLimit,
+  tokenBucketPeek,
+  tokenBucketReserve,
+} from "../core/token-bucket.js"
+import { ConfigError, describe, UnsupportedError } from "../errors.js"
+import { type KeyBudget, KeyTable } from "./key-table.js"
+import type { SyncNamespace, SyncStore } from "./store.js"
+
+export interface MemoryStoreOptions {
+  /** maxKeys: the most keys held across all namespaces; beyond it the least recently used key is dropped. Default 1,000,000. */
+  maxKeys?: number
+}
+
+// A numeric kernel: state is `width` numbers at s[i..]; zeros mean "no state".
+interface NumericKernel {
+  width: number
+  limit(p: Policy, s: Float64Array, i: number, now: number, cost: number): Decision
+  peek(p: Policy, s: Float64Array, i: number, now: number): Decision
+  empty(p: Policy, s: Float64Array, i: number, now: number): boolean
+}
+
+const NUMERIC: Record<string, NumericKernel> = {
+  tokenBucket: {
+    width: 1,
+    limit: tokenBucketLimit,
+    peek: tokenBucketPeek,
+    empty: tokenBucketEmpty,
+  } as NumericKernel,
+  fixedWindow: {
+    width: 2,
+    limit: fixedWindowLimit,
+    peek: fixedWindowPeek,
+    empty: fixedWindowEmpty,
+  } as NumericKernel,
+  slidingWindowCounter: {
+    width: 3,
+    limit: slidingWindowCounterLimit,
+    peek: slidingWindowCounterPeek,
+    empty: slidingWindowCounterEmpty,
+  } as NumericKernel,
+}
+
+interface Remembered {
+  decision: Decision
+  expiresAt: number
+}
+
+/** Shared is the state behind one (prefix, kind): every namespace opened on it sees it. */
+interface Shared {
+  table: KeyTable<unknown>
+  /** requests: admitted decisions by request id, oldest first, for idempotent retries. */
+  requests: Map<string, Remembered>
+  policy: Policy
+  /** leases: the last lease id handed out (concurrency). */
+  leases: number
+}
+
+/**
+ * MemoryStore: the embedded default store. Synchronous, compact (about 75 bytes per
+ * token-bucket key, key string included), no timer per key. State that carries no
+ * information is dropped lazily; at `maxKeys` the least recently used key is dropped, so a
+ * flood of distinct keys cannot exhaust memory. Keys are opaque: "__proto__" is a key like
+ * any other.
+ */
+export class MemoryStore implements SyncStore {
+  readonly synchronous = true as const
+  readonly maxKeys: number
+  private readonly shared = new Map<string, Shared>()
+  private readonly budget: KeyBudget
+
+  constructor(options: MemoryStoreOptions = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new ConfigError("MemoryStore", `expected an options object, got ${describe(options)}`)
+    }
+    const maxKeys = options.maxKeys ?? 1_000_000
+    if (typeof maxKeys !== "number" || !Number.isInteger(maxKeys) || maxKeys < 1) {
+      throw new ConfigError("maxKeys", `expected a whole number >= 1, got ${describe(maxKeys)}`)
+    }
+    this.maxKeys = maxKeys
+    this.budget = {
+      size: 0,
+      maxKeys,
+      evictElsewhere: () => {
+        let largest: KeyTable<unknown> | undefined
+        for (const s of this.shared.values()) {
+          if (largest === undefined || s.table.size > largest.size) largest = s.table
+        }
+        largest?.evictOldest()
+      },
+    }
+  }
+
+  /** size is the number of keys held across all namespaces. */
+  get size(): number {
+    return this.budget.size
+  }
+
+  namespace(prefix: string, policy: Policy): SyncNamespace {
+    assertPolicy(policy)
+    if (typeof prefix !== "string")
+      throw new ConfigError("prefix", `expected a string, got ${describe(prefix)}`)
+    const id = `${policy.kind}:${prefix}`
+    let shared = this.shared.get(id)
+    if (shared === undefined) {
+      shared = { table: this.table(policy), requests: new Map(), policy, leases: 0 }
+      this.shared.set(id, shared)
+    }
+    if (policy.kind === "slidingWindowLog") return new LogNamespace(shared, policy, this.maxKeys)
+    if (policy.kind === "concurrency") return new LeaseNamespace(shared, policy, this.maxKeys)
+    return new NumericNamespace(shared, policy, this.maxKeys)
+  }
+
+  private table(policy: Policy): KeyTable<unknown> {
+    const numeric = NUMERIC[policy.kind]
+    if (numeric !== undefined) {
+      const table: KeyTable<unknown> = new KeyTable(numeric.width, this.budget, (slot, now) =>
+        numeric.empty(policy, table.data, slot * numeric.width, now),
+      )
+      return table
+    }
+    if (policy.kind === "slidingWindowLog") {
+      const table: KeyTable<unknown> = new KeyTable(0, this.budget, (slot, now) =>
+        slidingWindowLogEmpty(policy, table.objects[slot] as LogState, now),
+      )
+      return table
+    }
+    const table: KeyTable<unknown> = new KeyTable(0, this.budget, (slot, now) =>
+      concurrencyEmpty(table.objects[slot] as LeaseState, now),
+    )
+    return table
+  }
+}
+
+/** The parts every memory namespace shares: request-id memory, reset, size. */
+abstract class MemoryNamespace {
+  protected readonly shared: Shared
+  protected policy: Policy
+  private readonly maxRequests: number
+
+  constructor(shared: Shared, policy: Policy, maxKeys: number) {
+    this.shared = shared
+    this.policy = policy
+    this.maxRequests = maxKeys
+  }
+
+  abstract limitNow(key: string, cost: number, now: number): Decision
+
+  limit(key: string, cost: number, now: number, requestId?: string): Decision {
+    if (requestId === undefined) return this.limitNow(key, cost, now)
+    const requests = this.shared.requests
+    const id = `${key.length}:${key}${requestId}`
+    const seen = requests.get(id)
+    if (seen !== undefined && seen.expiresAt > now) return { ...seen.decision }
+    const d = this.limitNow(key, cost, now)
+    if (d.allowed) {
+      for (let n = 0; n < 2; n++) {
+        const oldest = requests.entries().next()
+        if (oldest.done) break
+        if (oldest.value[1].expiresAt > now && requests.size < this.maxRequests) break
+        requests.delete(oldest.value[0])
+      }
+      requests.delete(id)
+      requests.set(id, { decision: { ...d }, expiresAt: now + this.policy.windowMs })
+    }
+    return d
+  }
+
+  reset(key: string): void {
+    this.shared.table.delete(key)
+  }
+
+  reserve(_key: string, _cost: number, _now: number, _maxWaitMs: number): Grant {
+    throw new UnsupportedError(`reserve needs a tokenBucket policy, not ${this.policy.kind}`)
+  }
+
+  cancel(_key: string, _cost: number, _executeAt: number, _now: number): void {
+    throw new UnsupportedError(`cancel needs a tokenBucket policy, not ${this.policy.kind}`)
+  }
+
+  release(_key: string, _leaseId: string, _now: number): void {
+    throw new UnsupportedError(`release needs a concurrency policy, not ${this.policy.kind}`)
+  }
+
+  setPolicy(policy: Policy, _now: number): void {
+    assertPolicy(policy)
+    if (policy.kind !== this.policy.kind) {
+      throw new ConfigError(
+        "policy",
+        `a namespace keeps its kind (${this.policy.kind}), got ${policy.kind}`,
+      )
+    }
+    this.policy = policy
+    this.shared.policy = policy
+  }
+
+  size(): number {
+    return this.shared.table.size
+  }
+}
+
+/** Token bucket, fixed window and sliding window counter: fixed-width numeric state. */
+class NumericNamespace extends MemoryNamespace implements SyncNamespace {
+  private readonly kernel: NumericKernel
+  private readonly scratch: Float64Array
+
+  constructor(shared: Shared, policy: Policy, maxKeys: number) {
+    super(shared, policy, maxKeys)
+    this.kernel = NUMERIC[policy.kind]
+    this.scratch = new Float64Array(this.kernel.width)
+  }
+
+  limitNow(key: string, cost: number, now: number): Decision {
+    const table = this.shared.table
+    const k = this.kernel
+    const slot = table.find(key)
+    if (slot >= 0) return k.limit(this.policy, table.data, slot * k.width, now, cost)
+    const s = this.scratch
+    s.fill(0)
+    const d = k.limit(this.policy, s, 0, now, cost)
+    if (d.allowed && !k.empty(this.policy, s, 0, now)) {
+      table.data.set(s, table.add(key, now) * k.width)
+    }
+    return d
+  }
+
+  peek(key: string, now: number): Decision {
+    const table = this.shared.table
+    const k = this.kernel
+    const slot = table.map.get(key)
+    if (slot !== undefined) return k.peek(this.policy, table.data, slot * k.width, now)
+    this.scratch.fill(0)
+    return k.peek(this.policy, this.scratch, 0, now)
+  }
+
+  override reserve(key: string, cost: number, now: number, maxWaitMs: number): Grant {
+    if (this.policy.kind !== "tokenBucket") return super.reserve(key, cost, now, maxWaitMs)
+    const table = this.shared.table
+    let slot = table.find(key)
+    if (slot >= 0) return tokenBucketReserve(this.policy, table.data, slot, now, cost, maxWaitMs)
+    const s = this.scratch
+    s[0] = 0
+    const grant = tokenBucketReserve(this.policy, s, 0, now, cost, maxWaitMs)
+    if (grant.ok && s[0] > now) {
+      slot = table.add(key, now)
+      table.data[slot] = s[0]
+    }
+    return grant
+  }
+
+  override cancel(key: string, cost: number, executeAt: number, now: number): void {
+    if (this.policy.kind !== "tokenBucket") {
+      super.cancel(key, cost, executeAt, now)
+      return
+    }
+    const slot = this.shared.table.map.get(key)
+    if (slot !== undefined)
+      tokenBucketCancel(this.policy, this.shared.table.data, slot, now, cost, executeAt)
+  }
+
+  override setPolicy(policy: Policy, now: number): void {
+    const from = this.policy
+    super.setPolicy(policy, now)
+    if (
+      from.kind === "tokenBucket" &&
+      policy.kind === "tokenBucket" &&
+      from.windowMs !== policy.windowMs
+    ) {
+      const data = this.shared.table.data
+      this.shared.table.forEach((slot) => {
+        tokenBucketConvert(from, policy, data, slot, now)
+      })
+    }
+  }
+}
+
+/** Sliding window log: a list of admissions per key. */
+class LogNamespace extends MemoryNamespace implements SyncNamespace {
+  limitNow(key: string, cost: number, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
+    const table = this.shared.table
+    const slot = table.find(key)
+    if (slot >= 0) return slidingWindowLogLimit(p, table.objects[slot] as LogState, now, cost)
+    const st = newLogState()
+    const d = slidingWindowLogLimit(p, st, now, cost)
+    if (d.allowed && st.sum > 0) table.objects[table.add(key, now)] = st
+    return d
+  }
+
+  peek(key: string, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
+    const slot = this.shared.table.map.get(key)
+    return slidingWindowLogPeek(
+      p,
+      (slot === undefined ? newLogState() : this.shared.table.objects[slot]) as LogState,
+      now,
+    )
+  }
+}
+
+/** Concurrency: the leases in flight per key. */
+class LeaseNamespace extends MemoryNamespace implements SyncNamespace {
+  limitNow(key: string, cost: number, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "concurrency" }>
+    const table = this.shared.table
+    const id = `${++this.shared.leases}`
+    let slot = table.find(key)
+    let st: LeaseState
+    if (slot >= 0) {
+      st = table.objects[slot] as LeaseState
+    } else {
+      st = newLeaseState()
+    }
+    const d = concurrencyLimit(p, st, now, cost, id)
+    if (d.allowed && cost > 0) {
+      if (slot < 0) {
+        slot = table.add(key, now)
+        table.objects[slot] = st
+      }
+      d.lease = { id, key, cost, expiresAt: now + p.leaseTimeoutMs } as Decision["lease"]
+    }
+    return d
+  }
+
+  peek(key: string, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "concurrency" }>
+    const slot = this.shared.table.map.get(key)
+    return concurrencyPeek(
+      p,
+      (slot === undefined ? newLeaseState() : this.shared.table.objects[slot]) as LeaseState,
+      now,
+    )
+  }
+
+  override release(key: string, leaseId: string, _now: number): void {
+    const slot = this.shared.table.map.get(key)
+    if (slot !== undefined)
+      concurrencyRelease(this.shared.table.objects[slot] as LeaseState, leaseId)
+  }
+}

@@ -1,0 +1,56 @@
+import type { Decision } from "../core/decision.js"
+import type { Policy } from "../core/policy.js"
+import type { Grant } from "../core/token-bucket.js"
+
+export type { Grant }
+
+/** MaybePromise is a value, or a promise of one from an asynchronous store. */
+export type MaybePromise<T> = T | Promise<T>
+
+/**
+ * Store: where limiter state lives. A store hands out one Namespace per (prefix, policy
+ * kind); two namespaces with the same prefix and kind share state. `synchronous` stores
+ * (MemoryStore) answer every call directly; the others return promises.
+ */
+export interface Store {
+  readonly synchronous: boolean
+  namespace(prefix: string, policy: Policy): Namespace
+}
+
+/**
+ * Namespace: the state of one limiter. Every time is epoch ms; `now` is the limiter's clock
+ * (a store with a clock of its own, like Redis, may use that instead). Calls arrive already
+ * validated: keys are non-empty strings, costs finite, >= 0 and within the policy's limit.
+ */
+export interface Namespace {
+  /** limit consumes `cost` if allowed. With `requestId`, a repeat of an admitted request within the policy's window returns the first decision and consumes nothing. */
+  limit(key: string, cost: number, now: number, requestId?: string): MaybePromise<Decision>
+  peek(key: string, now: number): MaybePromise<Decision>
+  reset(key: string): MaybePromise<void>
+  /** reserve (token bucket): commit `cost` for the earliest time within maxWaitMs. */
+  reserve(key: string, cost: number, now: number, maxWaitMs: number): MaybePromise<Grant>
+  /** cancel gives back a reservation that has not reached its executeAt. */
+  cancel(key: string, cost: number, executeAt: number, now: number): MaybePromise<void>
+  /** release ends a concurrency lease. */
+  release(key: string, leaseId: string, now: number): MaybePromise<void>
+  /** setPolicy switches to a new policy of the same kind, converting state (token bucket keeps its fill fraction). */
+  setPolicy(policy: Policy, now: number): MaybePromise<void>
+  /** size is the number of keys with state, when the store knows it cheaply (else -1). */
+  size(): number
+}
+
+/** SyncStore: a Store whose namespaces answer without promises. */
+export interface SyncStore extends Store {
+  readonly synchronous: true
+  namespace(prefix: string, policy: Policy): SyncNamespace
+}
+
+export interface SyncNamespace extends Namespace {
+  limit(key: string, cost: number, now: number, requestId?: string): Decision
+  peek(key: string, now: number): Decision
+  reset(key: string): void
+  reserve(key: string, cost: number, now: number, maxWaitMs: number): Grant
+  cancel(key: string, cost: number, executeAt: number, now: number): void
+  release(key: string, leaseId: string, now: number): void
+  setPolicy(policy: Policy, now: number): void
+}
