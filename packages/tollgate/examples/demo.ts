@@ -25,7 +25,10 @@ let second = 0
 const report = setInterval(() => {
   second++
   const line = clients
-    .map((c, i) => `${c.name}: ${String(tally[i].allowed).padStart(3)} allowed ${String(tally[i].denied).padStart(3)} denied`)
+    .map(
+      (c, i) =>
+        `${c.name}: ${String(tally[i].allowed).padStart(3)} allowed ${String(tally[i].denied).padStart(3)} denied`,
+    )
     .join("   ")
   console.log(`t=${second}s  ${line}`)
   for (const t of tally) {
@@ -36,6 +39,8 @@ const report = setInterval(() => {
     for (const t of timers) clearInterval(t)
     clearInterval(report)
     const s = limiter.stats()
-    console.log(`\ntotal: ${s.allowed} allowed, ${s.denied} denied (deny rate ${(s.denyRate * 100).toFixed(1)}%)`)
+    console.log(
+      `\ntotal: ${s.allowed} allowed, ${s.denied} denied (deny rate ${(s.denyRate * 100).toFixed(1)}%)`,
+    )
   }
 }, 1000)

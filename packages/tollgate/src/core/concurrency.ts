@@ -89,3 +89,8 @@ export function concurrencyEmpty(st: LeaseState, now: number): boolean {
   for (const lease of st.leases) if (lease.expiresAt > now) return false
   return true
 }
+
+/** cloneLeaseState copies the leases, for checks that must not write. */
+export function cloneLeaseState(st: LeaseState): LeaseState {
+  return { leases: st.leases.slice(), inFlight: st.inFlight }
+}

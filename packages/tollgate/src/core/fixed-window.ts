@@ -47,3 +47,18 @@ export function fixedWindowEmpty(
 ): boolean {
   return s[i + 1] === 0 || s[i] + p.windowMs <= now
 }
+
+/** fixedWindowAdjust adds `delta` (may be negative) to the current window's count, kept in [0, 2 x limit]. */
+export function fixedWindowAdjust(
+  p: FixedWindowPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  delta: number,
+): Decision {
+  const start = Math.floor(now / p.windowMs) * p.windowMs
+  const next = Math.min(Math.max(countAt(s, i, start) + delta, 0), 2 * p.limit)
+  s[i] = Math.max(s[i], start)
+  s[i + 1] = next
+  return decision(true, p.limit, whole(p.limit - next), 0, next > 0 ? start + p.windowMs - now : 0)
+}

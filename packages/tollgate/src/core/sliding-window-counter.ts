@@ -66,3 +66,26 @@ export function slidingWindowCounterEmpty(
 ): boolean {
   return (s[i + 1] === 0 && s[i + 2] === 0) || s[i] + 2 * p.windowMs <= now
 }
+
+/** slidingWindowCounterAdjust adds `delta` (may be negative) to the current window's count, kept in [0, 2 x limit]. */
+export function slidingWindowCounterAdjust(
+  p: SlidingWindowCounterPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  delta: number,
+): Decision {
+  slidingWindowCounterLimit(p, s, i, now, 0)
+  const w = p.windowMs
+  const start = Math.floor(now / w) * w
+  if (s[i] < start) {
+    s[i + 2] = s[i] === start - w ? s[i + 1] : 0
+    s[i + 1] = 0
+    s[i] = start
+  }
+  s[i + 1] = Math.min(Math.max(s[i + 1] + delta, 0), 2 * p.limit)
+  const d = slidingWindowCounterLimit(p, s, i, now, 0)
+  d.allowed = true
+  d.retryAfterMs = 0
+  return d
+}

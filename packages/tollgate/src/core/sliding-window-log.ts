@@ -96,3 +96,53 @@ export function slidingWindowLogEmpty(
   const n = st.times.length
   return n === st.head || st.times[n - 1] + p.windowMs <= now
 }
+
+/**
+ * slidingWindowLogAdjust records `delta` more cost at `now`, or for a negative delta takes
+ * cost back from the newest entries. The window never holds more than 2 x limit.
+ */
+export function slidingWindowLogAdjust(
+  p: SlidingWindowLogPolicy,
+  st: LogState,
+  now: number,
+  delta: number,
+): Decision {
+  trim(p, st, now)
+  if (delta > 0) {
+    const add = Math.min(delta, 2 * p.limit - st.sum)
+    if (add > 0) {
+      const last = st.times.length - 1
+      if (last >= st.head && st.times[last] >= now) st.costs[last] += add
+      else {
+        st.times.push(now)
+        st.costs.push(add)
+      }
+      st.sum += add
+    }
+  } else {
+    let back = -delta
+    while (back > 0 && st.times.length > st.head) {
+      const last = st.times.length - 1
+      const take = Math.min(back, st.costs[last])
+      st.costs[last] -= take
+      st.sum -= take
+      back -= take
+      if (st.costs[last] <= COST_EPSILON) {
+        st.times.pop()
+        st.costs.pop()
+      }
+    }
+    if (st.times.length === st.head) {
+      st.times.length = 0
+      st.costs.length = 0
+      st.head = 0
+      st.sum = 0
+    }
+  }
+  return decision(true, p.limit, whole(p.limit - st.sum), 0, resetAfter(p, st, now))
+}
+
+/** cloneLogState copies a log, for checks that must not write. */
+export function cloneLogState(st: LogState): LogState {
+  return { times: st.times.slice(st.head), costs: st.costs.slice(st.head), head: 0, sum: st.sum }
+}

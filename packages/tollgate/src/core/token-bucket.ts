@@ -139,3 +139,21 @@ export function tokenBucketConvert(
 ): void {
   if (s[i] > now) s[i] = now + (s[i] - now) * (to.windowMs / from.windowMs)
 }
+
+/**
+ * tokenBucketAdjust charges `delta` tokens (refunds when negative) without an admission
+ * test. A refund never fills past full; debt never exceeds one more bucket (2 x burst).
+ */
+export function tokenBucketAdjust(
+  p: TokenBucketPolicy,
+  s: Float64Array,
+  i: number,
+  now: number,
+  delta: number,
+): Decision {
+  const tat = s[i] > now ? s[i] : now
+  const next = Math.min(Math.max(tat + delta * p.intervalMs, now), now + 2 * p.windowMs)
+  s[i] = next
+  const debt = next - now
+  return decision(true, p.burst, whole((p.windowMs - debt) / p.intervalMs), 0, debt)
+}

@@ -1,4 +1,5 @@
 import {
+  cloneLeaseState,
   concurrencyEmpty,
   concurrencyLimit,
   concurrencyPeek,
@@ -7,16 +8,24 @@ import {
   newLeaseState,
 } from "../core/concurrency.js"
 import type { Decision } from "../core/decision.js"
-import { fixedWindowEmpty, fixedWindowLimit, fixedWindowPeek } from "../core/fixed-window.js"
+import {
+  fixedWindowAdjust,
+  fixedWindowEmpty,
+  fixedWindowLimit,
+  fixedWindowPeek,
+} from "../core/fixed-window.js"
 import { assertPolicy, type Policy } from "../core/policy.js"
 import {
+  slidingWindowCounterAdjust,
   slidingWindowCounterEmpty,
   slidingWindowCounterLimit,
   slidingWindowCounterPeek,
 } from "../core/sliding-window-counter.js"
 import {
+  cloneLogState,
   type LogState,
   newLogState,
+  slidingWindowLogAdjust,
   slidingWindowLogEmpty,
   slidingWindowLogLimit,
   slidingWindowLogPeek,
@@ -30,9 +39,9 @@ import {
   tokenBucketPeek,
   tokenBucketReserve,
 } from "../core/token-bucket.js"
-import { ConfigError, describe, UnsupportedError } from "../errors.js"
+import { ArgumentError, ConfigError, describe, UnsupportedError } from "../errors.js"
 import { type KeyBudget, KeyTable } from "./key-table.js"
-import type { SyncNamespace, SyncStore } from "./store.js"
+import type { Check, SyncNamespace, SyncStore } from "./store.js"
 
 export interface MemoryStoreOptions {
   /** maxKeys: the most keys held across all namespaces; beyond it the least recently used key is dropped. Default 1,000,000. */
@@ -45,6 +54,7 @@ interface NumericKernel {
   limit(p: Policy, s: Float64Array, i: number, now: number, cost: number): Decision
   peek(p: Policy, s: Float64Array, i: number, now: number): Decision
   empty(p: Policy, s: Float64Array, i: number, now: number): boolean
+  adjust(p: Policy, s: Float64Array, i: number, now: number, delta: number): Decision
 }
 
 const NUMERIC: Record<string, NumericKernel> = {
@@ -123,6 +133,21 @@ export class MemoryStore implements SyncStore {
     return this.budget.size
   }
 
+  limitAll(checks: readonly Check[], now: number): Decision[] {
+    const spaces = checks.map((check, i) => {
+      if (!(check.namespace instanceof MemoryNamespace) || check.namespace.store !== this) {
+        throw new ArgumentError(
+          `checks[${i}].namespace`,
+          "expected a namespace of this MemoryStore",
+        )
+      }
+      return check.namespace
+    })
+    const probes = checks.map((check, i) => spaces[i].probe(check.key, check.cost, now))
+    if (!probes.every((d) => d.allowed)) return probes
+    return checks.map((check, i) => spaces[i].limitNow(check.key, check.cost, now))
+  }
+
   namespace(prefix: string, policy: Policy): SyncNamespace {
     assertPolicy(policy)
     if (typeof prefix !== "string")
@@ -133,9 +158,9 @@ export class MemoryStore implements SyncStore {
       shared = { table: this.table(policy), requests: new Map(), policy, leases: 0 }
       this.shared.set(id, shared)
     }
-    if (policy.kind === "slidingWindowLog") return new LogNamespace(shared, policy, this.maxKeys)
-    if (policy.kind === "concurrency") return new LeaseNamespace(shared, policy, this.maxKeys)
-    return new NumericNamespace(shared, policy, this.maxKeys)
+    if (policy.kind === "slidingWindowLog") return new LogNamespace(this, shared, policy)
+    if (policy.kind === "concurrency") return new LeaseNamespace(this, shared, policy)
+    return new NumericNamespace(this, shared, policy)
   }
 
   private table(policy: Policy): KeyTable<unknown> {
@@ -161,17 +186,20 @@ export class MemoryStore implements SyncStore {
 
 /** The parts every memory namespace shares: request-id memory, reset, size. */
 abstract class MemoryNamespace {
+  readonly store: MemoryStore
   protected readonly shared: Shared
   protected policy: Policy
-  private readonly maxRequests: number
 
-  constructor(shared: Shared, policy: Policy, maxKeys: number) {
+  constructor(store: MemoryStore, shared: Shared, policy: Policy) {
+    this.store = store
     this.shared = shared
     this.policy = policy
-    this.maxRequests = maxKeys
   }
 
   abstract limitNow(key: string, cost: number, now: number): Decision
+  /** probe: the decision limit() would make, without writing anything. */
+  abstract probe(key: string, cost: number, now: number): Decision
+  abstract adjust(key: string, delta: number, now: number): Decision
 
   limit(key: string, cost: number, now: number, requestId?: string): Decision {
     if (requestId === undefined) return this.limitNow(key, cost, now)
@@ -184,7 +212,7 @@ abstract class MemoryNamespace {
       for (let n = 0; n < 2; n++) {
         const oldest = requests.entries().next()
         if (oldest.done) break
-        if (oldest.value[1].expiresAt > now && requests.size < this.maxRequests) break
+        if (oldest.value[1].expiresAt > now && requests.size < this.store.maxKeys) break
         requests.delete(oldest.value[0])
       }
       requests.delete(id)
@@ -231,8 +259,8 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
   private readonly kernel: NumericKernel
   private readonly scratch: Float64Array
 
-  constructor(shared: Shared, policy: Policy, maxKeys: number) {
-    super(shared, policy, maxKeys)
+  constructor(store: MemoryStore, shared: Shared, policy: Policy) {
+    super(store, shared, policy)
     this.kernel = NUMERIC[policy.kind]
     this.scratch = new Float64Array(this.kernel.width)
   }
@@ -249,6 +277,32 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
       table.data.set(s, table.add(key, now) * k.width)
     }
     return d
+  }
+
+  probe(key: string, cost: number, now: number): Decision {
+    const table = this.shared.table
+    const k = this.kernel
+    const slot = table.map.get(key)
+    const s = this.scratch
+    if (slot === undefined) s.fill(0)
+    else s.set(table.data.subarray(slot * k.width, (slot + 1) * k.width))
+    return k.limit(this.policy, s, 0, now, cost)
+  }
+
+  adjust(key: string, delta: number, now: number): Decision {
+    const table = this.shared.table
+    const k = this.kernel
+    let slot = table.find(key)
+    if (slot < 0) {
+      this.scratch.fill(0)
+      const d = k.adjust(this.policy, this.scratch, 0, now, delta)
+      if (!k.empty(this.policy, this.scratch, 0, now)) {
+        slot = table.add(key, now)
+        table.data.set(this.scratch, slot * k.width)
+      }
+      return d
+    }
+    return k.adjust(this.policy, table.data, slot * k.width, now, delta)
   }
 
   peek(key: string, now: number): Decision {
@@ -314,6 +368,27 @@ class LogNamespace extends MemoryNamespace implements SyncNamespace {
     return d
   }
 
+  probe(key: string, cost: number, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
+    const slot = this.shared.table.map.get(key)
+    const st =
+      slot === undefined
+        ? newLogState()
+        : cloneLogState(this.shared.table.objects[slot] as LogState)
+    return slidingWindowLogLimit(p, st, now, cost)
+  }
+
+  adjust(key: string, delta: number, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
+    const table = this.shared.table
+    const slot = table.find(key)
+    if (slot >= 0) return slidingWindowLogAdjust(p, table.objects[slot] as LogState, now, delta)
+    const st = newLogState()
+    const d = slidingWindowLogAdjust(p, st, now, delta)
+    if (st.sum > 0) table.objects[table.add(key, now)] = st
+    return d
+  }
+
   peek(key: string, now: number): Decision {
     const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
     const slot = this.shared.table.map.get(key)
@@ -347,6 +422,20 @@ class LeaseNamespace extends MemoryNamespace implements SyncNamespace {
       d.lease = { id, key, cost, expiresAt: now + p.leaseTimeoutMs } as Decision["lease"]
     }
     return d
+  }
+
+  probe(key: string, cost: number, now: number): Decision {
+    const p = this.policy as Extract<Policy, { kind: "concurrency" }>
+    const slot = this.shared.table.map.get(key)
+    const st =
+      slot === undefined
+        ? newLeaseState()
+        : cloneLeaseState(this.shared.table.objects[slot] as LeaseState)
+    return concurrencyLimit(p, st, now, cost, "")
+  }
+
+  adjust(_key: string, _delta: number, _now: number): Decision {
+    throw new UnsupportedError("adjust needs a token bucket or window policy, not concurrency")
   }
 
   peek(key: string, now: number): Decision {

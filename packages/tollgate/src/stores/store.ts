@@ -15,6 +15,20 @@ export type MaybePromise<T> = T | Promise<T>
 export interface Store {
   readonly synchronous: boolean
   namespace(prefix: string, policy: Policy): Namespace
+  /**
+   * limitAll admits every check or none (multi-tier limits). When all pass, each is
+   * consumed and every decision is allowed. Otherwise nothing is consumed and each
+   * decision says whether its own check alone would have passed. Checks name namespaces
+   * of this store.
+   */
+  limitAll(checks: readonly Check[], now: number): MaybePromise<Decision[]>
+}
+
+/** Check: one part of an all-or-nothing decision. */
+export interface Check {
+  namespace: Namespace
+  key: string
+  cost: number
 }
 
 /**
@@ -34,7 +48,13 @@ export interface Namespace {
   /** release ends a concurrency lease. */
   release(key: string, leaseId: string, now: number): MaybePromise<void>
   /** setPolicy switches to a new policy of the same kind, converting state (token bucket keeps its fill fraction). */
-  setPolicy(policy: Policy, now: number): MaybePromise<void>
+  setPolicy(policy: Policy, now: number): void
+  /**
+   * adjust charges `delta` cost units (a refund when negative) with no admission test, as
+   * when an estimate is settled. Debt is bounded: the state never holds more than twice
+   * the policy's limit, and a refund never makes a key fuller than full.
+   */
+  adjust(key: string, delta: number, now: number): MaybePromise<Decision>
   /** size is the number of keys with state, when the store knows it cheaply (else -1). */
   size(): number
 }
@@ -43,6 +63,7 @@ export interface Namespace {
 export interface SyncStore extends Store {
   readonly synchronous: true
   namespace(prefix: string, policy: Policy): SyncNamespace
+  limitAll(checks: readonly Check[], now: number): Decision[]
 }
 
 export interface SyncNamespace extends Namespace {
@@ -53,4 +74,5 @@ export interface SyncNamespace extends Namespace {
   cancel(key: string, cost: number, executeAt: number, now: number): void
   release(key: string, leaseId: string, now: number): void
   setPolicy(policy: Policy, now: number): void
+  adjust(key: string, delta: number, now: number): Decision
 }
