@@ -32,6 +32,7 @@ import {
 } from "../core/sliding-window-log.js"
 import {
   type Grant,
+  tokenBucketAdjust,
   tokenBucketCancel,
   tokenBucketConvert,
   tokenBucketEmpty,
@@ -57,25 +58,40 @@ interface NumericKernel {
   adjust(p: Policy, s: Float64Array, i: number, now: number, delta: number): Decision
 }
 
+// Each kernel is typed for its own policy; the table below is indexed by policy kind, so
+// a kernel only ever sees its own kind of policy.
+function numeric<P extends Policy>(kernel: {
+  width: number
+  limit(p: P, s: Float64Array, i: number, now: number, cost: number): Decision
+  peek(p: P, s: Float64Array, i: number, now: number): Decision
+  empty(p: P, s: Float64Array, i: number, now: number): boolean
+  adjust(p: P, s: Float64Array, i: number, now: number, delta: number): Decision
+}): NumericKernel {
+  return kernel as unknown as NumericKernel
+}
+
 const NUMERIC: Record<string, NumericKernel> = {
-  tokenBucket: {
+  tokenBucket: numeric({
     width: 1,
     limit: tokenBucketLimit,
     peek: tokenBucketPeek,
     empty: tokenBucketEmpty,
-  } as NumericKernel,
-  fixedWindow: {
+    adjust: tokenBucketAdjust,
+  }),
+  fixedWindow: numeric({
     width: 2,
     limit: fixedWindowLimit,
     peek: fixedWindowPeek,
     empty: fixedWindowEmpty,
-  } as NumericKernel,
-  slidingWindowCounter: {
+    adjust: fixedWindowAdjust,
+  }),
+  slidingWindowCounter: numeric({
     width: 3,
     limit: slidingWindowCounterLimit,
     peek: slidingWindowCounterPeek,
     empty: slidingWindowCounterEmpty,
-  } as NumericKernel,
+    adjust: slidingWindowCounterAdjust,
+  }),
 }
 
 interface Remembered {
@@ -274,7 +290,8 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     s.fill(0)
     const d = k.limit(this.policy, s, 0, now, cost)
     if (d.allowed && !k.empty(this.policy, s, 0, now)) {
-      table.data.set(s, table.add(key, now) * k.width)
+      const added = table.add(key, now)
+      table.data.set(s, added * k.width)
     }
     return d
   }

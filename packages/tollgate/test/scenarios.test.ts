@@ -1,0 +1,139 @@
+import { describe, expect, it } from "vitest"
+import {
+  createLimiter,
+  fixedWindow,
+  MemoryStore,
+  manualClock,
+  slidingWindowLog,
+  tokenBucket,
+} from "../src/index.js"
+
+const HOUR = 3_600_000
+
+describe("scenarios", () => {
+  it("100 requests/hour per (user, model): the 101st is denied, then they expire one by one", () => {
+    const clock = manualClock(Date.UTC(2026, 0, 1))
+    const limiter = createLimiter({ policy: slidingWindowLog({ limit: 100, window: "1h" }), clock })
+    const key = "user:42|model:big"
+    for (let i = 0; i < 100; i++) {
+      expect(limiter.limit(key).allowed, `request ${i}`).toBe(true)
+      clock.advance(1000)
+    }
+    const denied = limiter.limit(key)
+    expect(denied.allowed).toBe(false)
+    // The first request was at t0; now is t0 + 100 s; it leaves the window at t0 + 1 h.
+    expect(denied.retryAfterMs).toBe(HOUR - 100_000)
+    expect(limiter.limit("user:42|model:small").allowed).toBe(true)
+    clock.advance(HOUR - 100_000)
+    expect(limiter.limit(key).allowed).toBe(true)
+    expect(limiter.limit(key).allowed).toBe(false)
+    for (let i = 1; i < 5; i++) {
+      clock.advance(1000)
+      expect(limiter.limit(key).allowed, `slot ${i} freed`).toBe(true)
+      expect(limiter.limit(key).allowed).toBe(false)
+    }
+  })
+
+  it("1000/min -> 5000/min in the middle of a burst keeps what was admitted and the fill fraction", () => {
+    const clock = manualClock(0)
+    const limiter = createLimiter({ policy: tokenBucket({ rate: 1000, period: "1m" }), clock })
+    let admitted = 0
+    for (let i = 0; i < 600; i++) if (limiter.limit("tenant").allowed) admitted++
+    expect(admitted).toBe(600)
+    expect(limiter.peek("tenant").remaining).toBe(400)
+    limiter.setPolicy(tokenBucket({ rate: 5000, period: "1m" }))
+    // 40% full stays 40% full: 2000 of 5000.
+    expect(limiter.peek("tenant").remaining).toBe(2000)
+    for (let i = 0; i < 3000; i++) if (limiter.limit("tenant").allowed) admitted++
+    expect(admitted).toBe(2600)
+    expect(limiter.stats().allowed).toBe(2600)
+    // The new rate refills 5000 per minute: 12 ms is one token.
+    clock.advance(12)
+    expect(limiter.limit("tenant").allowed).toBe(true)
+    expect(limiter.limit("tenant").allowed).toBe(false)
+  })
+
+  it("window algorithms keep their counts across a policy change", () => {
+    const clock = manualClock(0)
+    const limiter = createLimiter({ policy: fixedWindow({ limit: 10, window: "1m" }), clock })
+    for (let i = 0; i < 8; i++) limiter.limit("k")
+    limiter.setPolicy(fixedWindow({ limit: 20, window: "1m" }))
+    expect(limiter.peek("k").remaining).toBe(12)
+    limiter.setPolicy(fixedWindow({ limit: 5, window: "1m" }))
+    expect(limiter.limit("k").allowed).toBe(false)
+  })
+
+  it("a clock stepping back 50 ms counts as no time passed", () => {
+    const clock = manualClock(10_000)
+    const limiter = createLimiter({ policy: tokenBucket({ rate: 1, burst: 1 }), clock })
+    expect(limiter.limit("k").allowed).toBe(true)
+    clock.set(9_950)
+    const d = limiter.limit("k")
+    expect(d.allowed).toBe(false)
+    expect(d.retryAfterMs).toBe(1000)
+    clock.advance(999)
+    expect(limiter.limit("k").allowed).toBe(false)
+    clock.advance(51)
+    expect(limiter.limit("k").allowed).toBe(true)
+  })
+
+  it("a clock stepping back 10 s re-anchors without granting capacity", () => {
+    const clock = manualClock(100_000)
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, period: "1s", burst: 2 }),
+      clock,
+    })
+    expect(limiter.limit("k", { cost: 2 }).allowed).toBe(true)
+    clock.set(90_000)
+    expect(limiter.limit("k").allowed).toBe(false)
+    clock.advance(999)
+    expect(limiter.limit("k").allowed).toBe(false)
+    clock.advance(1)
+    expect(limiter.limit("k").allowed).toBe(true)
+    expect(limiter.limit("k").allowed).toBe(false)
+  })
+
+  it("a clock that returns garbage never throws and never admits more", () => {
+    let value = 1000
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, burst: 1 }),
+      clock: { now: () => value },
+    })
+    expect(limiter.limit("k").allowed).toBe(true)
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -1e15]) {
+      value = bad
+      expect(limiter.limit("k").allowed).toBe(false)
+    }
+  })
+
+  it("100 async tasks on one key admit exactly the limit", async () => {
+    const limiter = createLimiter({ policy: tokenBucket({ rate: 1, period: "1h", burst: 37 }) })
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        await new Promise((resolve) => setImmediate(resolve))
+        return limiter.limit("shared", { requestId: `r${i}` }).allowed
+      }),
+    )
+    expect(results.filter(Boolean).length).toBe(37)
+  })
+
+  it("a flood of distinct keys stays within maxKeys and keeps the recently used ones", () => {
+    const clock = manualClock(0)
+    const store = new MemoryStore({ maxKeys: 1000 })
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, period: "1h", burst: 5 }),
+      clock,
+      store,
+    })
+    limiter.limit("vip", { cost: 5 })
+    for (let i = 0; i < 100_000; i++) {
+      limiter.limit(`flood-${i}`)
+      if (i % 100 === 0) expect(limiter.limit("vip").allowed).toBe(false)
+    }
+    expect(store.size).toBeLessThanOrEqual(1000)
+    expect(limiter.stats().keys).toBeLessThanOrEqual(1000)
+    // The regularly used key kept its (empty) state; an old flood key was forgotten.
+    expect(limiter.peek("vip").remaining).toBe(0)
+    expect(limiter.peek("flood-0").remaining).toBe(5)
+  })
+})
