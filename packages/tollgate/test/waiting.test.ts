@@ -191,8 +191,8 @@ describe("acquire: FIFO waiting", () => {
       const key = `key-${i % 1000}`
       all.push(
         limiter.acquire(key).then(() => {
-          let list = order.get(key)
-          if (list === undefined) order.set(key, (list = []))
+          const list = order.get(key) ?? []
+          order.set(key, list)
           list.push(i)
         }),
       )
