@@ -168,3 +168,25 @@ export function assertPolicy(value: unknown, path = "policy"): asserts value is 
     )
   }
 }
+
+/**
+ * sharePolicy is one of `instances` equal shares of a policy: rate and capacity divided,
+ * capacity kept at least 1. N instances each enforcing their share admit at most the
+ * whole policy's budget together (a fallback for when the shared store is down).
+ */
+export function sharePolicy<P extends Policy>(policy: P, instances: number): P {
+  if (instances === 1) return policy
+  const limit = Math.max(1, policy.limit / instances)
+  switch (policy.kind) {
+    case "tokenBucket":
+      return tokenBucket({
+        rate: policy.rate / instances,
+        period: policy.periodMs,
+        burst: limit,
+      }) as P
+    case "concurrency":
+      return concurrency({ limit, leaseTimeout: policy.leaseTimeoutMs }) as P
+    default:
+      return Object.freeze({ ...policy, limit }) as unknown as P
+  }
+}

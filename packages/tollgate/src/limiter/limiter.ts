@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import { type Clock, systemClock } from "../clock.js"
 import { type Decision, decision, type Lease, whole } from "../core/decision.js"
-import { assertPolicy, type Policy } from "../core/policy.js"
+import { assertPolicy, type Policy, sharePolicy } from "../core/policy.js"
 import type { Grant } from "../core/token-bucket.js"
 import { type Duration, parseDuration } from "../duration.js"
 import {
@@ -17,9 +17,20 @@ import { MemoryStore } from "../stores/memory-store.js"
 import type { MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
 import { checkCost, checkKey, checkOptions, checkWait } from "../validate.js"
 import { Scheduler } from "./scheduler.js"
+import { type GuardOptions, StoreGuard } from "./store-guard.js"
 
 /** OnStoreError: what a limiter does when its store fails or times out. */
-export type OnStoreError = "closed" | "open" | { fallback: Store }
+export type OnStoreError = "closed" | "open" | FallbackOptions
+
+/**
+ * FallbackOptions: decide with another store (typically a MemoryStore) while the main one
+ * fails. The fallback enforces the policy divided by `instances` (default 1), so that N
+ * instances falling back together admit at most the policy's budget.
+ */
+export interface FallbackOptions {
+  fallback: Store
+  instances?: number
+}
 
 export interface LimiterOptions {
   policy: Policy
@@ -35,6 +46,10 @@ export interface LimiterOptions {
   onStoreError?: OnStoreError
   /** timeout: ms budget for one call to an asynchronous store; default 1000. */
   timeout?: Duration
+  /** maxInFlight: calls outstanding to an asynchronous store; beyond it calls fail at once (StoreError). Default 10,000. */
+  maxInFlight?: number
+  /** breaker: open the circuit after `failures` consecutive store failures, for `cooldown`; false: never. Default { failures: 5, cooldown: "1s" }. */
+  breaker?: { failures?: number; cooldown?: Duration } | false
   /** maxKeyLength: longest key accepted; default 512. */
   maxKeyLength?: number
   /** maxQueue: most waiters per key in acquire(); default unbounded. */
@@ -150,6 +165,39 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === "function"
 }
 
+function guardOptions(options: LimiterOptions): GuardOptions {
+  const timeoutMs = options.timeout === undefined ? 1000 : parseDuration(options.timeout, "timeout")
+  const maxInFlight = options.maxInFlight ?? 10_000
+  if (typeof maxInFlight !== "number" || !Number.isInteger(maxInFlight) || maxInFlight < 1) {
+    throw new ConfigError(
+      "maxInFlight",
+      `expected a whole number >= 1, got ${describe(maxInFlight)}`,
+    )
+  }
+  const b = options.breaker ?? {}
+  if (b !== false && (typeof b !== "object" || b === null)) {
+    throw new ConfigError(
+      "breaker",
+      `expected { failures?, cooldown? } or false, got ${describe(b)}`,
+    )
+  }
+  let breaker: GuardOptions["breaker"] = false
+  if (b !== false) {
+    const failures = b.failures ?? 5
+    if (typeof failures !== "number" || !Number.isInteger(failures) || failures < 1) {
+      throw new ConfigError(
+        "breaker.failures",
+        `expected a whole number >= 1, got ${describe(failures)}`,
+      )
+    }
+    breaker = {
+      failures,
+      cooldownMs: b.cooldown === undefined ? 1000 : parseDuration(b.cooldown, "breaker.cooldown"),
+    }
+  }
+  return { timeoutMs, maxInFlight, breaker }
+}
+
 /** then applies fn to a value now, or to a promise's value when it settles. */
 function then<T, U>(value: MaybePromise<T>, fn: (v: T) => U | Promise<U>): Promise<U> {
   if (isPromise(value)) return value.then(fn)
@@ -174,7 +222,7 @@ class RateLimiter implements Limiter<boolean> {
   readonly #tolerance: number
   readonly #onStoreError: OnStoreError
   #fallback: Namespace | undefined
-  readonly #timeout: number
+  readonly #guard: StoreGuard | undefined
   readonly #maxKeyLength: number
   readonly #maxQueue: number
   #offset = 0
@@ -208,7 +256,6 @@ class RateLimiter implements Limiter<boolean> {
     }
     this.#store = store
     this.#sync = store.synchronous === true
-    this.#ns = store.namespace(prefix, this.#policy)
     const clock = options.clock ?? systemClock
     if (typeof clock !== "object" || clock === null || typeof clock.now !== "function") {
       throw new ConfigError("clock", `expected a clock with now(), got ${describe(clock)}`)
@@ -218,7 +265,8 @@ class RateLimiter implements Limiter<boolean> {
       options.clockTolerance === undefined
         ? 100
         : parseDuration(options.clockTolerance, "clockTolerance", true)
-    this.#timeout = options.timeout === undefined ? 1000 : parseDuration(options.timeout, "timeout")
+    this.#guard = this.#sync ? undefined : new StoreGuard(guardOptions(options))
+    this.#ns = this.#open(this.#policy)
     const onStoreError = options.onStoreError ?? "closed"
     if (onStoreError === "closed" || onStoreError === "open") {
       this.#onStoreError = onStoreError
@@ -227,12 +275,19 @@ class RateLimiter implements Limiter<boolean> {
       onStoreError !== null &&
       typeof onStoreError.fallback?.namespace === "function"
     ) {
+      const instances = onStoreError.instances ?? 1
+      if (typeof instances !== "number" || !Number.isInteger(instances) || instances < 1) {
+        throw new ConfigError(
+          "onStoreError.instances",
+          `expected a whole number >= 1, got ${describe(instances)}`,
+        )
+      }
       this.#onStoreError = onStoreError
-      this.#fallback = onStoreError.fallback.namespace(prefix, this.#policy)
+      this.#fallback = onStoreError.fallback.namespace(prefix, sharePolicy(this.#policy, instances))
     } else {
       throw new ConfigError(
         "onStoreError",
-        `expected "closed", "open" or { fallback: store }, got ${describe(onStoreError)}`,
+        `expected "closed", "open" or { fallback: store, instances? }, got ${describe(onStoreError)}`,
       )
     }
     const maxKeyLength = options.maxKeyLength ?? 512
@@ -257,6 +312,12 @@ class RateLimiter implements Limiter<boolean> {
 
   get policy(): Policy {
     return this.#policy
+  }
+
+  /** #open opens the store's namespace for a policy, guarded when the store is asynchronous. */
+  #open(policy: Policy): Namespace {
+    const ns = this.#store.namespace(this.prefix, policy)
+    return this.#guard === undefined ? ns : this.#guard.wrap(ns)
   }
 
   /**
@@ -320,7 +381,7 @@ class RateLimiter implements Limiter<boolean> {
   ): Promise<Decision> {
     let d: Decision
     try {
-      d = await this.#guard(this.#ns.limit(key, cost, now, requestId))
+      d = await Promise.resolve(this.#ns.limit(key, cost, now, requestId))
     } catch (error) {
       return this.#failed(error, key, cost, now)
     }
@@ -360,21 +421,8 @@ class RateLimiter implements Limiter<boolean> {
   #release(key: string, id: string): MaybePromise<void> {
     const done = () => this.#wake(key)
     const r = this.#ns.release(key, id, this.#now())
-    if (isPromise(r)) return this.#guard(r).then(done)
+    if (isPromise(r)) return Promise.resolve(r).then(done)
     done()
-  }
-
-  /** #guard bounds an asynchronous store call by the timeout. */
-  #guard<T>(value: MaybePromise<T>): Promise<T> {
-    if (!isPromise(value)) return Promise.resolve(value)
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new StoreError(`store call timed out after ${this.#timeout} ms`)),
-        this.#timeout,
-      )
-    })
-    return Promise.race([value, timeout]).finally(() => clearTimeout(timer))
   }
 
   /** #failed decides for a failed store call, as onStoreError says. */
@@ -414,14 +462,14 @@ class RateLimiter implements Limiter<boolean> {
       return denied(d, wait)
     }
     const d = this.#ns.peek(key, now)
-    return isPromise(d) ? this.#guard(d).then(deny) : deny(d)
+    return isPromise(d) ? Promise.resolve(d).then(deny) : deny(d)
   }
 
   peek(key: string): MaybePromise<Decision> {
     checkKey(key, this.#maxKeyLength)
     const now = this.#now()
     if (this.#sync) return this.#ns.peek(key, now)
-    return this.#guard(this.#ns.peek(key, now)).catch((error) => {
+    return Promise.resolve(this.#ns.peek(key, now)).catch((error) => {
       if (error instanceof TollgateError && !(error instanceof StoreError)) throw error
       this.#storeErrors++
       throw error instanceof StoreError ? error : new StoreError("store failed", { cause: error })
@@ -431,7 +479,7 @@ class RateLimiter implements Limiter<boolean> {
   reset(key: string): MaybePromise<void> {
     checkKey(key, this.#maxKeyLength)
     const r = this.#ns.reset(key)
-    if (isPromise(r)) return this.#guard(r)
+    if (isPromise(r)) return Promise.resolve(r)
   }
 
   setPolicy(policy: Policy): void {
@@ -439,11 +487,16 @@ class RateLimiter implements Limiter<boolean> {
     const now = this.#now()
     if (policy.kind === this.#policy.kind) {
       this.#ns.setPolicy(policy, now)
-      this.#fallback?.setPolicy(policy, now)
+      if (typeof this.#onStoreError === "object") {
+        this.#fallback?.setPolicy(sharePolicy(policy, this.#onStoreError.instances ?? 1), now)
+      }
     } else {
-      this.#ns = this.#store.namespace(this.prefix, policy)
-      if (this.#fallback !== undefined && typeof this.#onStoreError === "object") {
-        this.#fallback = this.#onStoreError.fallback.namespace(this.prefix, policy)
+      this.#ns = this.#open(policy)
+      if (typeof this.#onStoreError === "object") {
+        this.#fallback = this.#onStoreError.fallback.namespace(
+          this.prefix,
+          sharePolicy(policy, this.#onStoreError.instances ?? 1),
+        )
       }
     }
     this.#policy = policy
@@ -488,7 +541,7 @@ class RateLimiter implements Limiter<boolean> {
       const now = this.#now()
       if (now >= grant.executeAt || grant.decision.degraded !== undefined) return
       const r = this.#ns.cancel(key, cost, grant.executeAt, now)
-      if (isPromise(r)) return this.#guard(r)
+      if (isPromise(r)) return Promise.resolve(r)
     }
     return {
       id: randomUUID(),
@@ -522,7 +575,7 @@ class RateLimiter implements Limiter<boolean> {
     } catch (error) {
       return failed(error)
     }
-    return isPromise(g) ? this.#guard(g).then(counted, failed) : counted(g)
+    return isPromise(g) ? Promise.resolve(g).then(counted, failed) : counted(g)
   }
 
   acquire(key: string, options?: AcquireOptions): Promise<Decision> {
@@ -590,7 +643,7 @@ class RateLimiter implements Limiter<boolean> {
     const failed = (error: unknown) => this.#failed(error, key, cost, now)
     try {
       const d = this.#ns.limit(key, cost, now)
-      return isPromise(d) ? this.#guard(d).then((v) => this.#count(v), failed) : this.#count(d)
+      return isPromise(d) ? Promise.resolve(d).then((v) => this.#count(v), failed) : this.#count(d)
     } catch (error) {
       return failed(error)
     }
@@ -600,7 +653,7 @@ class RateLimiter implements Limiter<boolean> {
     const unknown = () => decision(false, this.#policy.limit, 0, 0, 0)
     try {
       const d = this.#ns.peek(key, now)
-      return isPromise(d) ? this.#guard(d).catch(unknown) : d
+      return isPromise(d) ? Promise.resolve(d).catch(unknown) : d
     } catch {
       return unknown()
     }
@@ -710,7 +763,7 @@ class RateLimiter implements Limiter<boolean> {
           result = Promise.reject(error)
         }
         if (isPromise(result)) {
-          this.#guard(result)
+          Promise.resolve(result)
             .catch((error) => this.#failed(error, w.key, w.cost, now))
             .then(
               (d) => {
@@ -767,7 +820,7 @@ class RateLimiter implements Limiter<boolean> {
       return
     }
     if (!this.#sync) {
-      this.#guard(this.#ns.cancel(w.key, w.cost, w.at, now)).catch(() => {})
+      Promise.resolve(this.#ns.cancel(w.key, w.cost, w.at, now)).catch(() => {})
       return
     }
     for (let i = behind.length - 1; i >= 0; i--)
