@@ -1,5 +1,6 @@
 import { type Duration, parseDuration } from "../duration.js"
 import { ConfigError, describe } from "../errors.js"
+import { CALENDAR_SPAN_MS, type CalendarUnit, isTimeZone } from "./calendar.js"
 
 /** Policy is a validated, immutable description of one limit. Build it with a factory. */
 export type Policy =
@@ -35,6 +36,9 @@ export interface SlidingWindowCounterPolicy extends PolicyBase {
 }
 export interface FixedWindowPolicy extends PolicyBase {
   readonly kind: "fixedWindow"
+  /** calendar: windows are calendar days, weeks or months in `timeZone` instead of fixed lengths. */
+  readonly calendar?: CalendarUnit
+  readonly timeZone?: string
 }
 export interface ConcurrencyPolicy extends PolicyBase {
   readonly kind: "concurrency"
@@ -55,6 +59,15 @@ export interface WindowOptions {
   /** limit: cost units admitted per window, >= 1. */
   limit: number
   window: Duration
+}
+
+export interface FixedWindowOptions {
+  /** limit: cost units admitted per window, >= 1. */
+  limit: number
+  /** window: a duration (aligned to the epoch), or "day", "week" (ISO, Monday first) or "month" for calendar windows. */
+  window: Duration | CalendarUnit
+  /** timeZone: IANA name for calendar windows; default "UTC". */
+  timeZone?: string
 }
 
 export interface ConcurrencyOptions {
@@ -132,9 +145,35 @@ export function slidingWindowCounter(opts: WindowOptions): SlidingWindowCounterP
   return windowPolicy("slidingWindowCounter", opts)
 }
 
-/** fixedWindow: a counter per `window`, windows aligned to the epoch. */
-export function fixedWindow(opts: WindowOptions): FixedWindowPolicy {
-  return windowPolicy("fixedWindow", opts)
+/**
+ * fixedWindow: a counter per window. Windows of a duration are aligned to the epoch;
+ * calendar windows ("day", "week", "month") start at local midnight in `timeZone`.
+ *
+ * @example fixedWindow({ limit: 1_000_000, window: "month", timeZone: "Europe/Berlin" })
+ */
+export function fixedWindow(opts: FixedWindowOptions): FixedWindowPolicy {
+  const o = options(opts, "fixedWindow")
+  if (o.window === "day" || o.window === "week" || o.window === "month") {
+    const limit = capacity(o.limit, "limit")
+    const timeZone = o.timeZone ?? "UTC"
+    if (typeof timeZone !== "string" || !isTimeZone(timeZone)) {
+      throw new ConfigError(
+        "timeZone",
+        `expected an IANA time zone such as "Europe/Berlin", got ${describe(timeZone)}`,
+      )
+    }
+    return Object.freeze({
+      kind: "fixedWindow",
+      limit,
+      windowMs: CALENDAR_SPAN_MS[o.window],
+      calendar: o.window,
+      timeZone,
+    })
+  }
+  if (o.timeZone !== undefined) {
+    throw new ConfigError("timeZone", 'applies only to calendar windows ("day", "week", "month")')
+  }
+  return windowPolicy("fixedWindow", opts as WindowOptions)
 }
 
 /** concurrency: at most `limit` cost units in flight; each admission is a Lease. */
