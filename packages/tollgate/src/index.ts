@@ -12,6 +12,7 @@ export {
   slidingWindowCounter,
   slidingWindowLog,
   type TokenBucketOptions,
+  type FixedWindowOptions,
   type TokenBucketPolicy,
   tokenBucket,
   type WindowOptions,
@@ -33,6 +34,7 @@ export {
   type LimiterStats,
   type LimitOptions,
   type OnStoreError,
+  type FallbackOptions,
   type Reservation,
   type ReserveOptions,
 } from "./limiter/limiter.js"
