@@ -327,15 +327,16 @@ class RateLimiter implements Limiter<boolean> {
    */
   #now(): number {
     let t = this.#clock.now() + this.#offset
-    if (!(t >= this.#last)) {
-      if (this.#last === Number.NEGATIVE_INFINITY) {
-        t = 0
-      } else {
-        if (Number.isFinite(t) && this.#last - t > this.#tolerance) this.#offset += this.#last - t
-        t = this.#last
-      }
-    } else if (t === Number.POSITIVE_INFINITY) {
-      t = this.#last
+    const last = this.#last
+    if (t >= last && t !== Number.POSITIVE_INFINITY) {
+      this.#last = t
+      return t
+    }
+    if (last === Number.NEGATIVE_INFINITY) {
+      t = 0 // no usable reading yet
+    } else {
+      if (Number.isFinite(t) && last - t > this.#tolerance) this.#offset += last - t
+      t = last
     }
     this.#last = t
     return t
