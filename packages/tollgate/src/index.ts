@@ -27,6 +27,43 @@ export {
   UnsupportedError,
 } from "./errors.js"
 export {
+  type ClientAddressOptions,
+  clientAddress,
+  type ForwardedHeader,
+  forwardedFor,
+} from "./http/client-address.js"
+export {
+  DEGRADED_HEADER,
+  describePolicy,
+  legacyRateLimitHeaders,
+  type PolicyDescription,
+  type PolicyShape,
+  type QuotaUnit,
+  rateLimitHeader,
+  rateLimitPolicyHeader,
+  retryAfterHeader,
+} from "./http/headers.js"
+export { formatIp, type IpAddress, ipKey, parseIp } from "./http/ip.js"
+export {
+  type ClientInfo,
+  createRateLimit,
+  type Limitable,
+  type Outcome,
+  type RateLimitCheck,
+  type RateLimitOptions,
+  type Reply,
+  type ReplyInit,
+  type RequestView,
+} from "./http/middleware.js"
+export {
+  type BareItem,
+  parseStructuredList,
+  type SfItem,
+  SfToken,
+  sfInteger,
+  sfString,
+} from "./http/structured-field.js"
+export {
   type AcquireOptions,
   createLimiter,
   type FallbackOptions,
@@ -47,3 +84,32 @@ export type {
   SyncNamespace,
   SyncStore,
 } from "./stores/store.js"
+export {
+  type AcquireTurnOptions,
+  type AdaptiveFeedback,
+  type AdaptiveLimiter,
+  type AdaptiveLimiterOptions,
+  type AdaptiveStats,
+  adaptiveLimiter,
+  type Slot,
+} from "./wrap/adaptive.js"
+export {
+  type FetchLike,
+  type FetchSlot,
+  type ThrottledFetch,
+  type ThrottledFetchOptions,
+  throttledFetch,
+} from "./wrap/throttled-fetch.js"
+export {
+  type HeaderSource,
+  parseReset,
+  parseRetryAfter,
+  type ResponseLike,
+  readUpstreamSignals,
+  type UpstreamSignals,
+} from "./wrap/upstream-signals.js"
+export {
+  type WithRateLimitOptions,
+  type WrapLimiter,
+  withRateLimit,
+} from "./wrap/with-rate-limit.js"
