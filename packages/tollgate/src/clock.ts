@@ -17,11 +17,8 @@ const origin = performance.timeOrigin
  */
 export const systemClock: Clock = {
   now: () => origin + performance.now(),
-  setTimeout: (callback, ms) => {
-    const handle = setTimeout(callback, ms)
-    handle.unref?.()
-    return handle
-  },
+  // Timers stay referenced: a program awaiting acquire() is waiting for real work.
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 }
 

@@ -1,4 +1,4 @@
-import { COST_EPSILON, type Decision, decision, whole } from "./decision.js"
+import { COST_EPSILON, type Decision, decision, EPSILON_MS, whole } from "./decision.js"
 import type { ConcurrencyPolicy } from "./policy.js"
 
 /** ActiveLease: one admission still in flight until `expiresAt` (epoch ms) or release. */
@@ -18,7 +18,9 @@ export function newLeaseState(): LeaseState {
   return { leases: [], inFlight: 0 }
 }
 
-function expire(st: LeaseState, now: number): void {
+function expire(st: LeaseState, at: number): void {
+  // A lease ends at expiresAt, with the microsecond of slack every algorithm allows.
+  const now = at + EPSILON_MS
   let expired = false
   for (const lease of st.leases) {
     if (lease.expiresAt <= now) {
@@ -86,7 +88,7 @@ export function concurrencyRelease(st: LeaseState, id: string): boolean {
 }
 
 export function concurrencyEmpty(st: LeaseState, now: number): boolean {
-  for (const lease of st.leases) if (lease.expiresAt > now) return false
+  for (const lease of st.leases) if (lease.expiresAt > now + EPSILON_MS) return false
   return true
 }
 

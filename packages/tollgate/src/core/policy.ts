@@ -129,6 +129,8 @@ function windowPolicy<K extends string>(kind: K, opts: WindowOptions) {
   const o = options(opts, kind)
   const limit = capacity(o.limit, "limit")
   const windowMs = parseDuration(o.window, "window")
+  if (windowMs < 1)
+    throw new ConfigError("window", `expected at least 1 ms, got ${describe(o.window)}`)
   return Object.freeze({ kind, limit, windowMs })
 }
 
@@ -182,6 +184,9 @@ export function concurrency(opts: ConcurrencyOptions): ConcurrencyPolicy {
   const limit = capacity(o.limit, "limit")
   const leaseTimeoutMs =
     o.leaseTimeout === undefined ? 60_000 : parseDuration(o.leaseTimeout, "leaseTimeout")
+  if (leaseTimeoutMs < 1) {
+    throw new ConfigError("leaseTimeout", `expected at least 1 ms, got ${describe(o.leaseTimeout)}`)
+  }
   return Object.freeze({ kind: "concurrency", limit, windowMs: leaseTimeoutMs, leaseTimeoutMs })
 }
 
@@ -195,12 +200,22 @@ const KINDS = new Set([
 
 /** assertPolicy throws ConfigError unless `value` is a Policy made by one of the factories. */
 export function assertPolicy(value: unknown, path = "policy"): asserts value is Policy {
-  if (
-    typeof value !== "object" ||
-    value === null ||
-    !KINDS.has((value as { kind?: unknown }).kind as string) ||
-    !Object.isFrozen(value)
-  ) {
+  const p = value as Partial<Record<string, unknown>> | null
+  const finite = (x: unknown, min: number) =>
+    typeof x === "number" && Number.isFinite(x) && x >= min
+  const valid =
+    typeof p === "object" &&
+    p !== null &&
+    Object.isFrozen(p) &&
+    KINDS.has(p.kind as string) &&
+    finite(p.limit, 1) &&
+    finite(p.windowMs, Number.MIN_VALUE) &&
+    (p.kind !== "tokenBucket" ||
+      (finite(p.intervalMs, Number.MIN_VALUE) &&
+        finite(p.rate, Number.MIN_VALUE) &&
+        p.burst === p.limit)) &&
+    (p.kind !== "concurrency" || p.leaseTimeoutMs === p.windowMs)
+  if (!valid) {
     throw new ConfigError(
       path,
       `expected a policy from tokenBucket(), slidingWindowLog(), slidingWindowCounter(), fixedWindow() or concurrency(), got ${describe(value)}`,

@@ -1,4 +1,4 @@
-import { COST_EPSILON, type Decision, decision, whole } from "./decision.js"
+import { COST_EPSILON, type Decision, decision, EPSILON_MS, whole } from "./decision.js"
 import type { SlidingWindowCounterPolicy } from "./policy.js"
 
 // State: s[i] = start of the current fixed window, s[i+1] = its count, s[i+2] = the count
@@ -23,8 +23,9 @@ export function slidingWindowCounterLimit(
   } else if (s[i] === start - w) {
     previous = s[i + 1]
   }
-  const elapsed = now - start
-  const estimate = previous * (1 - elapsed / w) + current
+  // The microsecond of slack every algorithm allows: waiting retryAfterMs suffices.
+  const elapsed = now - start + EPSILON_MS
+  const estimate = previous * Math.max(0, 1 - elapsed / w) + current
   if (estimate + cost <= p.limit + COST_EPSILON) {
     if (cost > 0) {
       s[i] = Math.max(s[i], start)

@@ -1,4 +1,4 @@
-import { COST_EPSILON, type Decision, decision, whole } from "./decision.js"
+import { COST_EPSILON, type Decision, decision, EPSILON_MS, whole } from "./decision.js"
 import type { SlidingWindowLogPolicy } from "./policy.js"
 
 /**
@@ -17,9 +17,12 @@ export function newLogState(): LogState {
   return { times: [], costs: [], head: 0, sum: 0 }
 }
 
-/** trim drops entries that left the window: an entry at t counts while now - t < windowMs. */
+/**
+ * trim drops entries that left the window: an entry at t counts while now - t < windowMs
+ * (less the microsecond of slack every algorithm allows, so waiting retryAfterMs suffices).
+ */
 function trim(p: SlidingWindowLogPolicy, st: LogState, now: number): void {
-  const horizon = now - p.windowMs
+  const horizon = now - p.windowMs + EPSILON_MS
   let h = st.head
   const n = st.times.length
   while (h < n && st.times[h] <= horizon) {
@@ -42,7 +45,7 @@ function trim(p: SlidingWindowLogPolicy, st: LogState, now: number): void {
 
 function resetAfter(p: SlidingWindowLogPolicy, st: LogState, now: number): number {
   const n = st.times.length
-  return n === st.head ? 0 : st.times[n - 1] + p.windowMs - now
+  return n === st.head ? 0 : Math.max(0, st.times[n - 1] + p.windowMs - now)
 }
 
 /** slidingWindowLogLimit admits `cost` when the last window's admissions leave room for it. */
@@ -94,7 +97,7 @@ export function slidingWindowLogEmpty(
   now: number,
 ): boolean {
   const n = st.times.length
-  return n === st.head || st.times[n - 1] + p.windowMs <= now
+  return n === st.head || st.times[n - 1] + p.windowMs <= now + EPSILON_MS
 }
 
 /**

@@ -6,6 +6,15 @@ import type { TokenBucketPolicy } from "./policy.js"
 // holds (windowMs - max(tat - now, 0)) / intervalMs tokens; tat beyond now + windowMs is
 // debt taken on by reservations. Functions here read and write s[i] and nothing else.
 
+/**
+ * tokens is the whole number of tokens in the bucket when it owes `debtMs` of refill.
+ * It forgives the same microsecond as admission does, so `remaining` never understates
+ * what limit() would admit, and never exceeds the burst.
+ */
+function tokens(p: TokenBucketPolicy, debtMs: number): number {
+  return whole(Math.min(p.windowMs, p.windowMs - debtMs + EPSILON_MS) / p.intervalMs)
+}
+
 /** tokenBucketLimit admits `cost` at `now` when the bucket holds it, storing the new tat. */
 export function tokenBucketLimit(
   p: TokenBucketPolicy,
@@ -19,15 +28,9 @@ export function tokenBucketLimit(
   const next = tat + cost * p.intervalMs
   if (next - now <= p.windowMs + EPSILON_MS) {
     s[i] = next
-    return decision(true, p.burst, whole((p.windowMs - (next - now)) / p.intervalMs), 0, next - now)
+    return decision(true, p.burst, tokens(p, next - now), 0, next - now)
   }
-  return decision(
-    false,
-    p.burst,
-    whole((p.windowMs - (tat - now)) / p.intervalMs),
-    next - p.windowMs - now,
-    tat - now,
-  )
+  return decision(false, p.burst, tokens(p, tat - now), next - p.windowMs - now, tat - now)
 }
 
 /** tokenBucketPeek is tokenBucketLimit for cost 0 without writing. */
@@ -40,13 +43,7 @@ export function tokenBucketPeek(
   const tat = s[i] > now ? s[i] : now
   const debt = tat - now
   const allowed = debt <= p.windowMs + EPSILON_MS
-  return decision(
-    allowed,
-    p.burst,
-    whole((p.windowMs - debt) / p.intervalMs),
-    allowed ? 0 : debt - p.windowMs,
-    debt,
-  )
+  return decision(allowed, p.burst, tokens(p, debt), allowed ? 0 : debt - p.windowMs, debt)
 }
 
 /** Grant is the outcome of a reservation: capacity committed for use at `executeAt`. */
@@ -78,7 +75,7 @@ export function tokenBucketReserve(
   const delayMs = wait <= EPSILON_MS ? 0 : wait
   if (delayMs <= maxWaitMs) {
     s[i] = next
-    const remaining = whole((p.windowMs - (next - now)) / p.intervalMs)
+    const remaining = tokens(p, next - now)
     return {
       ok: true,
       executeAt: now + delayMs,
@@ -86,7 +83,7 @@ export function tokenBucketReserve(
       decision: decision(true, p.burst, remaining, 0, next - now),
     }
   }
-  const remaining = whole((p.windowMs - (tat - now)) / p.intervalMs)
+  const remaining = tokens(p, tat - now)
   return {
     ok: false,
     executeAt: now + delayMs,
@@ -155,5 +152,5 @@ export function tokenBucketAdjust(
   const next = Math.min(Math.max(tat + delta * p.intervalMs, now), now + 2 * p.windowMs)
   s[i] = next
   const debt = next - now
-  return decision(true, p.burst, whole((p.windowMs - debt) / p.intervalMs), 0, debt)
+  return decision(true, p.burst, tokens(p, debt), 0, debt)
 }

@@ -16,6 +16,7 @@ import {
 import { MemoryStore } from "../stores/memory-store.js"
 import type { MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
 import { checkCost, checkKey, checkOptions, checkWait } from "../validate.js"
+import { Monotonic } from "./monotonic.js"
 import { Scheduler } from "./scheduler.js"
 import { type GuardOptions, StoreGuard } from "./store-guard.js"
 
@@ -120,6 +121,8 @@ type Answer<S extends boolean, T> = S extends true ? T : Promise<T>
 export interface Limiter<S extends boolean = boolean> {
   readonly policy: Policy
   readonly prefix: string
+  /** clock: the clock this limiter reads (for wrappers that wait on the same time). */
+  readonly clock: Clock
   /** limit consumes `cost` for `key` if the policy allows it now. Never waits. */
   limit(key: string, options?: LimitOptions): Answer<S, Decision>
   /** peek is the decision for cost 0: nothing is consumed. */
@@ -165,7 +168,7 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === "function"
 }
 
-function guardOptions(options: LimiterOptions): GuardOptions {
+export function guardOptions(options: LimiterOptions): GuardOptions {
   const timeoutMs = options.timeout === undefined ? 1000 : parseDuration(options.timeout, "timeout")
   const maxInFlight = options.maxInFlight ?? 10_000
   if (typeof maxInFlight !== "number" || !Number.isInteger(maxInFlight) || maxInFlight < 1) {
@@ -218,15 +221,12 @@ class RateLimiter implements Limiter<boolean> {
   readonly #store: Store
   #ns: Namespace
   readonly #sync: boolean
-  readonly #clock: Clock
-  readonly #tolerance: number
+  readonly #time: Monotonic
   readonly #onStoreError: OnStoreError
   #fallback: Namespace | undefined
   readonly #guard: StoreGuard | undefined
   readonly #maxKeyLength: number
   readonly #maxQueue: number
-  #offset = 0
-  #last = Number.NEGATIVE_INFINITY
   #allowed = 0
   #denied = 0
   #storeErrors = 0
@@ -260,11 +260,12 @@ class RateLimiter implements Limiter<boolean> {
     if (typeof clock !== "object" || clock === null || typeof clock.now !== "function") {
       throw new ConfigError("clock", `expected a clock with now(), got ${describe(clock)}`)
     }
-    this.#clock = clock
-    this.#tolerance =
+    this.#time = new Monotonic(
+      clock,
       options.clockTolerance === undefined
         ? 100
-        : parseDuration(options.clockTolerance, "clockTolerance", true)
+        : parseDuration(options.clockTolerance, "clockTolerance", true),
+    )
     this.#guard = this.#sync ? undefined : new StoreGuard(guardOptions(options))
     this.#ns = this.#open(this.#policy)
     const onStoreError = options.onStoreError ?? "closed"
@@ -314,32 +315,19 @@ class RateLimiter implements Limiter<boolean> {
     return this.#policy
   }
 
+  get clock(): Clock {
+    return this.#time.clock
+  }
+
   /** #open opens the store's namespace for a policy, guarded when the store is asynchronous. */
   #open(policy: Policy): Namespace {
     const ns = this.#store.namespace(this.prefix, policy)
     return this.#guard === undefined ? ns : this.#guard.wrap(ns)
   }
 
-  /**
-   * #now is the limiter's time: the clock, never going backwards. A step back within the
-   * tolerance reads as no time passed; a larger one shifts the offset so time continues
-   * from where it was (no capacity is granted by the jump either way).
-   */
+  /** #now is the limiter's time: the clock, never going backwards (see Monotonic). */
   #now(): number {
-    let t = this.#clock.now() + this.#offset
-    const last = this.#last
-    if (t >= last && t !== Number.POSITIVE_INFINITY) {
-      this.#last = t
-      return t
-    }
-    if (last === Number.NEGATIVE_INFINITY) {
-      t = 0 // no usable reading yet
-    } else {
-      if (Number.isFinite(t) && last - t > this.#tolerance) this.#offset += last - t
-      t = last
-    }
-    this.#last = t
-    return t
+    return this.#time.now()
   }
 
   #cost(options: LimitOptions | AcquireOptions | undefined): number {
@@ -398,16 +386,17 @@ class RateLimiter implements Limiter<boolean> {
   }
 
   #lease(raw: Pick<Lease, "id" | "key" | "cost" | "expiresAt">): Lease {
+    const ns = this.#ns
     let released: MaybePromise<void> | undefined
     const release = (): MaybePromise<void> => {
-      if (released === undefined) released = this.#release(raw.key, raw.id)
+      if (released === undefined) released = this.#release(ns, raw.key, raw.id)
       return released
     }
     return {
       id: raw.id,
       key: raw.key,
       cost: raw.cost,
-      expiresAt: raw.expiresAt - this.#offset,
+      expiresAt: raw.expiresAt - this.#time.offset,
       release,
       [Symbol.dispose]: () => {
         const r = release()
@@ -419,11 +408,10 @@ class RateLimiter implements Limiter<boolean> {
     }
   }
 
-  #release(key: string, id: string): MaybePromise<void> {
-    const done = () => this.#wake(key)
-    const r = this.#ns.release(key, id, this.#now())
-    if (isPromise(r)) return Promise.resolve(r).then(done)
-    done()
+  #release(ns: Namespace, key: string, id: string): MaybePromise<void> {
+    const r = this.#plain(() => ns.release(key, id, this.#now()))
+    if (isPromise(r)) return r.then(() => this.#wake(key))
+    this.#wake(key)
   }
 
   /** #failed decides for a failed store call, as onStoreError says. */
@@ -468,19 +456,36 @@ class RateLimiter implements Limiter<boolean> {
 
   peek(key: string): MaybePromise<Decision> {
     checkKey(key, this.#maxKeyLength)
-    const now = this.#now()
-    if (this.#sync) return this.#ns.peek(key, now)
-    return Promise.resolve(this.#ns.peek(key, now)).catch((error) => {
-      if (error instanceof TollgateError && !(error instanceof StoreError)) throw error
-      this.#storeErrors++
-      throw error instanceof StoreError ? error : new StoreError("store failed", { cause: error })
-    })
+    return this.#plain(() => this.#ns.peek(key, this.#now()))
   }
 
   reset(key: string): MaybePromise<void> {
     checkKey(key, this.#maxKeyLength)
-    const r = this.#ns.reset(key)
-    if (isPromise(r)) return Promise.resolve(r)
+    return this.#plain(() => this.#ns.reset(key))
+  }
+
+  /**
+   * #plain runs a store call that admits nothing (peek, reset, cancel, release): a store
+   * failure becomes a counted StoreError whatever onStoreError says, since there is no
+   * decision to fall back on.
+   */
+  #plain<T>(call: () => MaybePromise<T>): MaybePromise<T> {
+    const failed = (error: unknown): never => {
+      if (error instanceof TollgateError && !(error instanceof StoreError)) throw error
+      this.#storeErrors++
+      throw error instanceof StoreError
+        ? error
+        : new StoreError(`store failed: ${(error as Error)?.message ?? String(error)}`, {
+            cause: error,
+          })
+    }
+    let r: MaybePromise<T>
+    try {
+      r = call()
+    } catch (error) {
+      return failed(error)
+    }
+    return isPromise(r) ? r.catch(failed) : r
   }
 
   setPolicy(policy: Policy): void {
@@ -536,20 +541,20 @@ class RateLimiter implements Limiter<boolean> {
 
   #reservation(key: string, cost: number, grant: Grant): Reservation {
     let cancelled = !grant.ok
+    const ns = this.#ns
     const cancel = (): MaybePromise<void> => {
       if (cancelled) return
       cancelled = true
       const now = this.#now()
       if (now >= grant.executeAt || grant.decision.degraded !== undefined) return
-      const r = this.#ns.cancel(key, cost, grant.executeAt, now)
-      if (isPromise(r)) return Promise.resolve(r)
+      return this.#plain(() => ns.cancel(key, cost, grant.executeAt, now))
     }
     return {
       id: randomUUID(),
       key,
       cost,
       ok: grant.ok,
-      executeAt: grant.executeAt - this.#offset,
+      executeAt: grant.executeAt - this.#time.offset,
       delayMs: grant.delayMs,
       decision: grant.decision,
       cancel,
@@ -674,7 +679,7 @@ class RateLimiter implements Limiter<boolean> {
       at,
       deadline: Number.POSITIVE_INFINITY,
       grant,
-      since: this.#last,
+      since: this.#time.last,
       done: false,
       resolve: () => {},
       reject: () => {},
@@ -710,6 +715,8 @@ class RateLimiter implements Limiter<boolean> {
   #leave(w: Waiter): boolean {
     w.done = true
     this.#waiting--
+    // With nobody waiting every scheduled entry is stale: drop them and the timer.
+    if (this.#waiting === 0) this.#scheduler.clear()
     if (w.signal !== undefined && w.onAbort !== undefined)
       w.signal.removeEventListener("abort", w.onAbort)
     const queue = this.#queues.get(w.key)
@@ -820,6 +827,8 @@ class RateLimiter implements Limiter<boolean> {
       if (wasHead) this.#wake(w.key)
       return
     }
+    // The policy changed kind since this waiter reserved: nothing to give back here.
+    if (this.#policy.kind !== "tokenBucket") return
     if (!this.#sync) {
       Promise.resolve(this.#ns.cancel(w.key, w.cost, w.at, now)).catch(() => {})
       return
