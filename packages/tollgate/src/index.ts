@@ -76,6 +76,12 @@ export {
   type ReserveOptions,
 } from "./limiter/limiter.js"
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store.js"
+export { RedisStore, type RedisStoreOptions } from "./stores/redis/redis-store.js"
+export {
+  type SharedMemoryHandle,
+  SharedMemoryStore,
+  type SharedMemoryStoreOptions,
+} from "./stores/shared-memory-store.js"
 export type {
   Grant,
   MaybePromise,
@@ -84,6 +90,33 @@ export type {
   SyncNamespace,
   SyncStore,
 } from "./stores/store.js"
+export {
+  createTieredLimiter,
+  type EnvLimiter,
+  type EnvLimiterOptions,
+  fromEnv,
+  type LimitSpec,
+  type ModelClassConfig,
+  type ModelConfig,
+  type PlanConfig,
+  type RateLimitSpec,
+  type TenantConfig,
+  type TierAlgorithm,
+  type TierConfig,
+  type TierDecision,
+  type TieredConfig,
+  type TieredDecision,
+  type TieredLimiter,
+  type TieredLimiterOptions,
+  type TieredLimitOptions,
+  type TieredReservation,
+  type TieredStats,
+  type TieredUsage,
+  type TierRequest,
+  type TierStats,
+  type TierUsage,
+  type WindowLimitSpec,
+} from "./tiers/index.js"
 export {
   type AcquireTurnOptions,
   type AdaptiveFeedback,

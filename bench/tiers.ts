@@ -1,0 +1,202 @@
+// Multi-tier benchmark: a 4-tier check (createTieredLimiter) beside a single-tier check
+// (createLimiter with one policy) in the same run, on the memory store and on one local
+// redis-server that this benchmark starts, with 64 requests in flight.
+//
+//   npm run bench:tiers                 full run (about half a minute)
+//   BENCH_QUICK=1 npm run bench:tiers   smoke run
+//
+// The four tiers are those of an AI gateway: requests per user, requests per user and
+// model, tokens per user (a cost budget) and requests per tenant (a token bucket); the
+// single tier is requests per user. Requests come from 10,000 users (keys built once, as
+// a server's parsed request fields would be) and every limit admits nearly everything,
+// so the benchmark measures the decision path, not denials. Contenders take turns within
+// each round; the median of the rounds is reported, with the ratio of the medians.
+// Targets from the issue: the 4-tier check at >= 0.3x the single-tier decisions/s on the
+// memory store, >= 0.5x on Redis (one round trip per check, not one per tier). Both
+// readings of "single tier" are printed: createLimiter with one policy, and the tiered
+// limiter with one tier. On Redis, createLimiter's calls in flight are batched into shared
+// script calls, while each multi-tier check is a script call of its own.
+
+import { Redis } from "ioredis"
+import {
+  createLimiter,
+  createTieredLimiter,
+  RedisStore,
+  slidingWindowCounter,
+  type TieredConfig,
+} from "../packages/tollgate/src/index.js"
+import { startRedis } from "../packages/tollgate/test/support/redis.js"
+
+const QUICK = process.env.BENCH_QUICK === "1"
+const ROUNDS = QUICK ? 3 : 9
+const MEMORY_MS = QUICK ? 150 : 500
+const REDIS_MS = QUICK ? 400 : 1500
+const IN_FLIGHT = 64
+const USERS = 10_000
+const TARGET_MEMORY = 0.3
+const TARGET_REDIS = 0.5
+
+const LOOSE = { limit: 1e9, window: "1h" } as const
+
+const fourTiers: TieredConfig = {
+  tiers: {
+    user: { key: ["user"], limit: LOOSE },
+    userModel: { key: ["user", "model"], limit: LOOSE },
+    tokens: { key: ["user"], budget: "cost", limit: { limit: 1e9, window: "1m" } },
+    tenant: { key: ["tenant"], limit: { rate: 1e9, period: "1m" } },
+  },
+}
+
+const singlePolicy = slidingWindowCounter(LOOSE)
+
+/** requests: one per user, with flat key strings (as parsed from a request). */
+const requests = Array.from({ length: USERS }, (_, i) => ({
+  user: `user-${(i * 7919) % 1_000_003}`.padEnd(16, "x"),
+  model: ["small", "large", "vision"][i % 3],
+  tenant: `tenant-${i % 50}`,
+}))
+const cost = { cost: 250 }
+
+type Sync = (i: number) => unknown
+type Async = (i: number) => Promise<unknown>
+
+/** syncRate runs `call` for `ms` and returns decisions per second. */
+function syncRate(call: Sync, ms: number): number {
+  let n = 0
+  const start = performance.now()
+  let now = start
+  while (now - start < ms) {
+    for (let j = 0; j < 1000; j++) call(n++)
+    now = performance.now()
+  }
+  return (n / (now - start)) * 1000
+}
+
+/** asyncRate keeps IN_FLIGHT calls going for `ms` and returns decisions per second. */
+async function asyncRate(call: Async, ms: number): Promise<number> {
+  let n = 0
+  let stop = false
+  const worker = async () => {
+    while (!stop) await call(n++)
+  }
+  const start = performance.now()
+  const workers = Array.from({ length: IN_FLIGHT }, worker)
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  stop = true
+  const done = n
+  const elapsed = performance.now() - start
+  await Promise.all(workers)
+  return (done / elapsed) * 1000
+}
+
+/** run makes `count` calls one after another (one worker of a batch in flight). */
+async function run(call: Async, worker: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await call(worker * 7 + i * IN_FLIGHT)
+}
+
+/** scriptCalls reads how many EVALSHA / EVAL commands the server has run. */
+async function scriptCalls(client: Redis): Promise<number> {
+  const info = await client.info("commandstats")
+  let calls = 0
+  for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) calls += Number(m[1])
+  return calls
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+const fmt = (perSecond: number) =>
+  perSecond >= 1e6 ? `${(perSecond / 1e6).toFixed(2)} M/s` : `${(perSecond / 1e3).toFixed(1)} k/s`
+
+/**
+ * report prints each contender's median rate and two ratios for the 4-tier check: against
+ * createLimiter with one policy (the first row) and against the same tiered limiter with
+ * one tier (the second row: what adding three tiers costs).
+ */
+function report(title: string, rows: [string, number[]][], target: number): void {
+  const base = median(rows[0][1])
+  console.log(`\n${title}`)
+  for (const [name, xs] of rows) {
+    const m = median(xs)
+    console.log(`  ${name.padEnd(34)} ${fmt(m).padStart(10)}   ${(m / base).toFixed(2)}x`)
+  }
+  const four = median(rows[rows.length - 1][1])
+  const mark = (r: number) =>
+    `${r.toFixed(2)}x (target >= ${target}x: ${r >= target ? "met" : "not met"})`
+  console.log(`  4 tiers / single tier (createLimiter):      ${mark(four / base)}`)
+  console.log(`  4 tiers / 1 tier (createTieredLimiter):     ${mark(four / median(rows[1][1]))}`)
+}
+
+async function memory(): Promise<void> {
+  const single = createLimiter({ policy: singlePolicy })
+  const oneTier = createTieredLimiter({ tiers: { user: fourTiers.tiers.user } })
+  const gateway = createTieredLimiter(fourTiers)
+  const contenders: [string, Sync][] = [
+    ["single tier (createLimiter)", (i) => single.limit(requests[i % USERS].user)],
+    ["1 tier (createTieredLimiter)", (i) => oneTier.limit(requests[i % USERS], cost)],
+    ["4 tiers (createTieredLimiter)", (i) => gateway.limit(requests[i % USERS], cost)],
+  ]
+  for (const [, call] of contenders) syncRate(call, MEMORY_MS) // warm up
+  const rates: number[][] = contenders.map(() => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    contenders.forEach(([, call], c) => {
+      rates[c].push(syncRate(call, MEMORY_MS))
+    })
+  }
+  report(
+    "memory store (synchronous), median of rounds",
+    contenders.map(([name], c) => [name, rates[c]]),
+    TARGET_MEMORY,
+  )
+}
+
+async function redis(): Promise<void> {
+  const server = await startRedis()
+  const client = new Redis({ host: server.host, port: server.port })
+  try {
+    const store = new RedisStore({ client })
+    const single = createLimiter({ policy: singlePolicy, store, prefix: "bench-single" })
+    const oneTier = createTieredLimiter({
+      tiers: { user: fourTiers.tiers.user },
+      store,
+      prefix: "bench-one",
+    })
+    const gateway = createTieredLimiter({ ...fourTiers, store, prefix: "bench-tiers" })
+    const contenders: [string, Async][] = [
+      ["single tier (createLimiter)", (i) => single.limit(requests[i % USERS].user)],
+      ["1 tier (createTieredLimiter)", (i) => oneTier.limit(requests[i % USERS], cost)],
+      ["4 tiers (createTieredLimiter)", (i) => gateway.limit(requests[i % USERS], cost)],
+    ]
+    for (const [, call] of contenders) await asyncRate(call, REDIS_MS / 2)
+    const rates: number[][] = contenders.map(() => [])
+    for (let round = 0; round < Math.max(3, ROUNDS >> 1); round++) {
+      for (let c = 0; c < contenders.length; c++) {
+        rates[c].push(await asyncRate(contenders[c][1], REDIS_MS))
+      }
+    }
+    report(
+      `one local redis-server, ${IN_FLIGHT} in flight, median of rounds`,
+      contenders.map(([name], c) => [name, rates[c]]),
+      TARGET_REDIS,
+    )
+    // Script calls per decision, from the server's own command counts.
+    console.log("  script calls (EVALSHA) per decision:")
+    for (const [name, call] of contenders) {
+      const before = await scriptCalls(client)
+      const n = 2000
+      await Promise.all(Array.from({ length: IN_FLIGHT }, (_, w) => run(call, w, n / IN_FLIGHT)))
+      const per = ((await scriptCalls(client)) - before) / n
+      console.log(`    ${name.padEnd(32)} ${per.toFixed(2)}`)
+    }
+  } finally {
+    client.disconnect()
+    await server.stop()
+  }
+}
+
+console.log(`tollgate multi-tier bench (node ${process.version}${QUICK ? ", quick" : ""})`)
+await memory()
+await redis()

@@ -1,0 +1,190 @@
+// The HTTP side: one fastify instance with the decision routes, the nginx endpoint,
+// health, metrics, admin and the dashboard. Limits that protect the server itself are set
+// here: body size, header and idle timeouts (a client trickling its headers is cut off
+// after `headersTimeoutMs`, checked every second), and JSON errors for every failure.
+
+import { readFileSync } from "node:fs"
+import { createServer } from "node:http"
+import { createRequire } from "node:module"
+import Fastify, { type FastifyInstance } from "fastify"
+import type { Clock } from "../lib.js"
+import type { Decider } from "../service.js"
+import { authRequestRoute } from "./auth-request.js"
+import { type Access, Bearer, type Tokens } from "./bearer.js"
+import { CODES, HttpError, toErrorAnswer } from "./errors.js"
+import { decisionRoutes } from "./routes.js"
+
+export interface Health {
+  ready: boolean
+  reasons: string[]
+  store: { kind: string; healthy: boolean; checkedAt: number | undefined; error?: string }
+}
+
+export interface HttpOptions {
+  decider: Decider
+  clock: Clock
+  tokens: Tokens
+  maxBodyBytes: number
+  maxBatch: number
+  maxWaitMs: number
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  idleTimeoutMs: number
+  health: () => Health
+  reload: () => Promise<{ ok: boolean; version: string; error?: { path: string; message: string } }>
+  configInfo: () => Record<string, unknown>
+  startedAt: number
+  /** closing: true once shutdown began; answers then close their connection. */
+  closing: () => boolean
+  waits: Set<AbortController>
+  log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void
+}
+
+const require = createRequire(import.meta.url)
+const here = new URL("../dashboard/", import.meta.url)
+const assets = {
+  html: readFileSync(new URL("index.html", here), "utf8"),
+  js: readFileSync(new URL("app.js", here), "utf8"),
+  uplotJs: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
+  uplotCss: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8"),
+}
+
+export function buildHttp(o: HttpOptions): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.maxBodyBytes,
+    // Node's own defences: idle keep-alive sockets close, slow headers and slow whole
+    // requests are answered 408 and closed.
+    keepAliveTimeout: o.idleTimeoutMs,
+    requestTimeout: o.requestTimeoutMs,
+    connectionTimeout: 0,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    serverFactory: (handler) =>
+      createServer(
+        {
+          headersTimeout: o.headersTimeoutMs,
+          requestTimeout: o.requestTimeoutMs,
+          keepAliveTimeout: o.idleTimeoutMs,
+          connectionsCheckingInterval: Math.min(1000, o.headersTimeoutMs),
+          maxHeaderSize: 16 * 1024,
+        },
+        handler,
+      ),
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  })
+  const bearer = new Bearer(o.tokens)
+
+  app.addHook("onRequest", async (request) => {
+    const access = (request.routeOptions.config as { access?: Access } | undefined)?.access
+    if (access !== undefined) bearer.check(access, request.headers.authorization)
+  })
+
+  app.addHook("onSend", async (_request, reply, payload) => {
+    if (o.closing()) reply.header("connection", "close")
+    return payload
+  })
+
+  app.setErrorHandler((error, request, reply) => {
+    const a = toErrorAnswer(error)
+    if (a.status >= 500 && a.status !== 503) {
+      o.log("error", "request failed", {
+        url: request.url,
+        error: String((error as Error)?.stack ?? error),
+      })
+    }
+    if (a.status === 401) reply.header("www-authenticate", 'Bearer realm="tollgate"')
+    reply.code(a.status).headers(a.headers).send(a.body)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({
+      error: {
+        code: CODES.notFound,
+        message: `no route for ${request.method} ${request.url.split("?")[0]}`,
+      },
+    })
+  })
+
+  decisionRoutes(app, {
+    decider: o.decider,
+    clock: o.clock,
+    maxBatch: o.maxBatch,
+    maxWaitMs: o.maxWaitMs,
+    waits: o.waits,
+  })
+  authRequestRoute(app, o.decider)
+
+  app.get("/healthz", async () => ({ status: "ok", version: o.decider.limits.version }))
+  app.get("/readyz", async (_request, reply) => {
+    const h = o.health()
+    reply.code(h.ready ? 200 : 503)
+    return { ready: h.ready, reasons: h.reasons, store: h.store, version: o.decider.limits.version }
+  })
+  app.get("/metrics", async (_request, reply) => {
+    reply.type(o.decider.metrics.registry.contentType)
+    return o.decider.metrics.registry.metrics()
+  })
+
+  app.get("/v1/admin/config", { config: { access: "admin" } }, async () => o.configInfo())
+  app.post("/v1/admin/reload", { config: { access: "admin" } }, async (_request, reply) => {
+    const r = await o.reload()
+    if (!r.ok) {
+      reply.code(400)
+      return {
+        error: {
+          code: "ERR_CONFIG",
+          message: r.error?.message ?? "invalid config",
+          path: r.error?.path,
+        },
+        version: r.version,
+      }
+    }
+    return { version: r.version }
+  })
+  app.get("/v1/admin/stats", { config: { access: "admin" } }, async () => {
+    const limits = o.decider.limits
+    o.decider.stats.retain([...limits.policies.keys(), ...ruleNames(limits), "tiers"])
+    return {
+      config: { version: limits.version, source: limits.source, loadedAt: limits.loadedAt },
+      store: o.health().store,
+      uptimeSeconds: (o.clock.now() - o.startedAt) / 1000,
+      series: o.decider.stats.series(60),
+      topDenied: o.decider.stats.topDenied(10),
+    }
+  })
+
+  const page =
+    (type: string, body: string) =>
+    async (
+      _request: unknown,
+      reply: { type(t: string): void; header(k: string, v: string): void },
+    ) => {
+      reply.type(type)
+      reply.header("cache-control", "no-cache")
+      return body
+    }
+  app.get("/", page("text/html; charset=utf-8", assets.html))
+  app.get("/dashboard/app.js", page("text/javascript; charset=utf-8", assets.js))
+  app.get("/dashboard/uplot.js", page("text/javascript; charset=utf-8", assets.uplotJs))
+  app.get("/dashboard/uplot.css", page("text/css; charset=utf-8", assets.uplotCss))
+  return app
+}
+
+function ruleNames(limits: Decider["limits"]): string[] {
+  const out: string[] = []
+  const walk = (
+    domain: string,
+    children: typeof limits.domains extends ReadonlyMap<string, infer C> ? C : never,
+  ) => {
+    for (const group of children.values()) {
+      for (const node of [...group.exact.values(), ...(group.any ? [group.any] : [])]) {
+        out.push(`${domain}/${node.id}`)
+        walk(domain, node.children)
+      }
+    }
+  }
+  for (const [domain, root] of limits.domains) walk(domain, root)
+  return out
+}
+
+export { HttpError }

@@ -1,0 +1,78 @@
+-- fixed-window.lua: the twin of src/core/fixed-window.ts.
+-- Policy p: limit, window (ms), and for calendar windows `bounds`, ascending window
+-- boundaries around the caller's time (the TypeScript side computes them in the time
+-- zone; Lua has none). Stored value: two doubles, start and count: the count of the
+-- window that starts at start.
+
+local FW = {}
+
+-- bounds: start and end of the window holding now.
+function FW.bounds(p, now)
+  local b = p.bounds
+  if b == nil then
+    local start = math.floor(now / p.window) * p.window
+    return start, start + p.window
+  end
+  for k = 1, #b - 1 do
+    if now >= b[k] and now < b[k + 1] then
+      return b[k], b[k + 1]
+    end
+  end
+  error("tollgate: the calendar windows sent do not cover the time " .. string.format("%.17g", now))
+end
+
+function FW.load(p, key, now)
+  local v = redis.call("GET", key)
+  if not v then
+    return { start = 0, count = 0, exists = false }
+  end
+  local start, count = struct.unpack("<dd", v)
+  return { start = start, count = count, exists = true }
+end
+
+-- save keeps the count until its window ends; an empty or past window needs no state.
+function FW.save(p, key, st, ctx)
+  local start, finish = FW.bounds(p, ctx.now)
+  if st.count == 0 or start > st.start then
+    if st.exists then
+      redis.call("DEL", key)
+    end
+    return
+  end
+  if st.start ~= start then
+    finish = st.start + p.window
+  end
+  redis.call("SET", key, struct.pack("<dd", st.start, st.count), "PX", U.ttl(ctx, finish - ctx.now))
+end
+
+function FW.limit(p, st, now, cost)
+  local start, finish = FW.bounds(p, now)
+  local count = st.start >= start and st.count or 0
+  local left = finish - now
+  if count + cost <= p.limit + COST_EPSILON then
+    local nxt = count + cost
+    if cost > 0 then
+      st.start = math.max(st.start, start)
+      st.count = nxt
+      st.dirty = true
+    end
+    return { true, p.limit, U.whole(p.limit - nxt), 0, nxt > 0 and left or 0 }
+  end
+  return { false, p.limit, U.whole(p.limit - count), left, count > 0 and left or 0 }
+end
+
+function FW.peek(p, st, now)
+  return FW.limit(p, st, now, 0)
+end
+
+function FW.adjust(p, st, now, delta)
+  local start, finish = FW.bounds(p, now)
+  local count = st.start >= start and st.count or 0
+  local nxt = math.min(math.max(count + delta, 0), 2 * p.limit)
+  st.start = math.max(st.start, start)
+  st.count = nxt
+  st.dirty = true
+  return { true, p.limit, U.whole(p.limit - nxt), 0, nxt > 0 and finish - now or 0 }
+end
+
+KERNELS.fw = FW

@@ -1,0 +1,131 @@
+-- token-bucket.lua: GCRA, the twin of src/core/token-bucket.ts.
+-- Policy p: burst, interval (ms per token), window (= burst * interval), and hist, the
+-- namespace's policy history {windowMs, changedAt, generation} oldest first; the last is
+-- current. Stored value: four doubles, tat (when the bucket is full again, epoch ms) and
+-- the windowMs, changedAt and generation of the policy it was written under, so that a
+-- policy change converts it lazily, when it is next read.
+
+local TB = {}
+
+-- convert keeps a bucket's fill fraction across the policy changes made since it was
+-- written, each as of the time of that change (what setPolicy does in memory).
+function TB.convert(p, tat, w, since, gen, now)
+  local hist = p.hist
+  local n = #hist
+  if gen == hist[n][3] and w == hist[n][1] and since == hist[n][2] then
+    return tat
+  end
+  local from = 0
+  for k = n - 1, 1, -1 do
+    if hist[k][3] == gen and hist[k][1] == w and hist[k][2] == since then
+      from = k
+      break
+    end
+  end
+  if from == 0 then
+    -- Written under a policy this namespace does not remember (another process, or a
+    -- change older than the history kept): keep its fill fraction as of now.
+    if w ~= p.window and tat > now then
+      tat = now + (tat - now) * (p.window / w)
+    end
+    return tat
+  end
+  for k = from + 1, n do
+    local before, after, at = hist[k - 1][1], hist[k][1], hist[k][2]
+    if before ~= after and tat > at then
+      tat = at + (tat - at) * (after / before)
+    end
+  end
+  return tat
+end
+
+-- tokens: the whole tokens in the bucket when it owes `debt` ms of refill, forgiving the
+-- same microsecond as admission does (never above the burst).
+function TB.tokens(p, debt)
+  return U.whole(math.min(p.window, p.window - debt + EPSILON_MS) / p.interval)
+end
+
+function TB.load(p, key, now)
+  local v = redis.call("GET", key)
+  if not v then
+    return { tat = 0, exists = false }
+  end
+  local tat, w, since, gen = struct.unpack("<dddd", v)
+  return { tat = TB.convert(p, tat, w, since, gen, now), exists = true }
+end
+
+-- save keeps the state until the bucket is full again; a full bucket needs no state.
+function TB.save(p, key, st, ctx)
+  if st.tat > ctx.now then
+    local cur = p.hist[#p.hist]
+    local v = struct.pack("<dddd", st.tat, cur[1], cur[2], cur[3])
+    redis.call("SET", key, v, "PX", U.ttl(ctx, st.tat - ctx.now))
+  elseif st.exists then
+    redis.call("DEL", key)
+  end
+end
+
+function TB.limit(p, st, now, cost)
+  local stored = st.tat
+  local tat = stored > now and stored or now
+  local nxt = tat + cost * p.interval
+  if nxt - now <= p.window + EPSILON_MS then
+    if nxt ~= stored then
+      st.tat = nxt
+      st.dirty = true
+    end
+    return { true, p.burst, TB.tokens(p, nxt - now), 0, nxt - now }
+  end
+  return { false, p.burst, TB.tokens(p, tat - now), nxt - p.window - now, tat - now }
+end
+
+function TB.peek(p, st, now)
+  local tat = st.tat > now and st.tat or now
+  local debt = tat - now
+  local allowed = debt <= p.window + EPSILON_MS
+  return { allowed, p.burst, TB.tokens(p, debt), allowed and 0 or debt - p.window, debt }
+end
+
+-- reserve returns ok, executeAt, delayMs and the decision (tokenBucketReserve).
+function TB.reserve(p, st, now, cost, maxWait)
+  local stored = st.tat
+  local tat = stored > now and stored or now
+  local nxt = tat + cost * p.interval
+  local wait = nxt - p.window - now
+  local delay = wait <= EPSILON_MS and 0 or wait
+  if delay <= maxWait then
+    if nxt ~= stored then
+      st.tat = nxt
+      st.dirty = true
+    end
+    return true, now + delay, delay, { true, p.burst, TB.tokens(p, nxt - now), 0, nxt - now }
+  end
+  local remaining = TB.tokens(p, tat - now)
+  return false, now + delay, delay, { false, p.burst, remaining, delay, tat - now }
+end
+
+-- cancel gives back a reservation made for executeAt (tokenBucketCancel).
+function TB.cancel(p, st, now, cost, executeAt)
+  if executeAt <= now then
+    return
+  end
+  local full = cost * p.interval
+  local lastExecuteAt = st.tat - p.window
+  local overtaken = lastExecuteAt > executeAt and lastExecuteAt - executeAt or 0
+  local refund = full - overtaken
+  if refund > 0 then
+    st.tat = st.tat - math.min(refund, full)
+    st.dirty = true
+  end
+end
+
+function TB.adjust(p, st, now, delta)
+  local tat = st.tat > now and st.tat or now
+  local nxt = math.min(math.max(tat + delta * p.interval, now), now + 2 * p.window)
+  st.tat = nxt
+  st.dirty = true
+  local debt = nxt - now
+  return { true, p.burst, TB.tokens(p, debt), 0, debt }
+end
+
+KERNELS.tb = TB

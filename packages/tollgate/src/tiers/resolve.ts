@@ -1,0 +1,266 @@
+// Limit resolution: which limit of each tier applies to a request, under which key. A
+// ValidConfig is compiled once (per setConfig) into lookup tables holding the store
+// namespaces, so resolving a request is a few map lookups and string joins.
+
+import { type Policy, tokenBucket } from "../core/policy.js"
+import { ArgumentError, describe } from "../errors.js"
+import type { Namespace } from "../stores/store.js"
+import type { ListEntry, ValidConfig } from "./config.js"
+import type { SpecPolicy } from "./limit-spec.js"
+
+/** TierRequest: the fields of one request, e.g. { user, tenant, model, ip, plan? }. */
+export type TierRequest = Readonly<Record<string, string | number | null | undefined>>
+
+/** Slot: a namespace of the main store and, when onStoreError has one, of the fallback store. */
+export interface Slot {
+  readonly ns: Namespace
+  readonly fallback: Namespace | undefined
+}
+
+/** Limit: one resolved limit of a tier, with the namespace that holds its counts. */
+export interface Limit extends Slot {
+  readonly tier: Tier
+  readonly policy: Policy
+  /** shadow: counted and reported, never denies. */
+  readonly shadow: boolean
+}
+
+type Limits = readonly (Limit | null | undefined)[]
+
+/** Tier: one tier of a compiled config. */
+export interface Tier {
+  readonly name: string
+  readonly index: number
+  readonly fields: readonly string[]
+  readonly cost: boolean
+  readonly penaltyMs: number
+  /**
+   * penalty: where blocked keys are recorded, when the tier has a penalty: a bucket of one
+   * token per penalty period. A violation charges two tokens (adjust), which puts the key
+   * one full period beyond empty; a cost-0 check fails exactly while it is there, so the
+   * key is blocked for the penalty and no longer, on any store.
+   */
+  readonly penalty: Slot | undefined
+  readonly own: Limit | null | undefined
+  /** slots: one namespace per distinct window of the tier (what reset must clear). */
+  readonly slots: readonly Slot[]
+}
+
+/** Compiled: a ValidConfig with its namespaces opened, ready for requests. */
+export interface Compiled {
+  readonly tiers: readonly Tier[]
+  readonly plans: ReadonlyMap<string, Limits>
+  readonly tenants: ReadonlyMap<string, { plan: string | undefined; limits: Limits }>
+  readonly models: ReadonlyMap<string, string | undefined>
+  readonly classes: ReadonlyMap<string, Limits>
+  readonly defaultPlan: string | undefined
+  readonly allow: Matcher | undefined
+  readonly deny: Matcher | undefined
+}
+
+/** Opener opens (or reuses) the slot for a namespace prefix and policy. */
+export type Opener = (prefix: string, policy: Policy) => Slot
+
+/** tierPrefix is the namespace prefix of a tier's counts for one window id. */
+export function tierPrefix(prefix: string, tier: string, windowId: string): string {
+  return `${prefix}:${tier}${windowId}`
+}
+
+/** compile opens every namespace a config can need: none are opened per request. */
+export function compile(config: ValidConfig, prefix: string, open: Opener): Compiled {
+  const tiers = config.tiers.map(
+    (t): Tier => ({
+      name: t.name,
+      index: t.index,
+      fields: t.fields,
+      cost: t.cost,
+      penaltyMs: t.penaltyMs,
+      penalty:
+        t.penaltyMs > 0
+          ? open(
+              `${prefix}:${t.name}#penalty`,
+              tokenBucket({ rate: 1, period: t.penaltyMs, burst: 1 }),
+            )
+          : undefined,
+      own: undefined,
+      slots: [],
+    }),
+  )
+  // Equal limits share one Limit object (a thousand tenants with the same override, one).
+  const made = new Map<string, Limit>()
+  const windows = tiers.map(() => new Set<string>())
+  const limit = (i: number, spec: SpecPolicy | null | undefined): Limit | null | undefined => {
+    if (spec === null || spec === undefined) return spec
+    const tier = tiers[i]
+    const id = `${i}|${spec.shadow}|${JSON.stringify(spec.policy)}`
+    let l = made.get(id)
+    if (l === undefined) {
+      const slot = open(tierPrefix(prefix, tier.name, spec.windowId), spec.policy)
+      l = { ns: slot.ns, fallback: slot.fallback, tier, policy: spec.policy, shadow: spec.shadow }
+      made.set(id, l)
+      const slots = tier.slots as Slot[]
+      if (!windows[i].has(spec.windowId)) {
+        windows[i].add(spec.windowId)
+        slots.push(slot)
+      }
+    }
+    return l
+  }
+  const limits = (specs: readonly (SpecPolicy | null | undefined)[]): Limits =>
+    specs.map((spec, i) => limit(i, spec))
+  for (const t of config.tiers)
+    (tiers[t.index] as { own: Tier["own"] }).own = limit(t.index, t.limit)
+  const map = <V, W>(m: ReadonlyMap<string, V>, f: (v: V) => W): Map<string, W> =>
+    new Map([...m].map(([k, v]) => [k, f(v)] as const))
+  return {
+    tiers,
+    plans: map(config.plans, limits),
+    tenants: map(config.tenants, (t) => ({ plan: t.plan, limits: limits(t.limits) })),
+    models: config.models,
+    classes: map(config.classes, limits),
+    defaultPlan: config.defaultPlan,
+    allow: config.allow.length === 0 ? undefined : new Matcher(config.allow),
+    deny: config.deny.length === 0 ? undefined : new Matcher(config.deny),
+  }
+}
+
+/**
+ * Matcher answers allow / deny list questions: is any listed field of the request equal
+ * to an entry's value, or (for "prefix*" entries) does it start with it.
+ */
+export class Matcher {
+  private readonly fields = new Map<string, { exact: Set<string>; prefixes: string[] }>()
+
+  constructor(entries: readonly ListEntry[]) {
+    for (const e of entries) {
+      let f = this.fields.get(e.field)
+      if (f === undefined) {
+        f = { exact: new Set(), prefixes: [] }
+        this.fields.set(e.field, f)
+      }
+      if (e.prefix) f.prefixes.push(e.value)
+      else f.exact.add(e.value)
+    }
+  }
+
+  matches(read: Reader): boolean {
+    for (const [name, f] of this.fields) {
+      const v = read.value(name)
+      if (v === undefined) continue
+      if (f.exact.has(v)) return true
+      for (const p of f.prefixes) if (v.startsWith(p)) return true
+    }
+    return false
+  }
+}
+
+/**
+ * Reader reads a request's fields as key parts: non-empty strings as they are, finite
+ * numbers in their usual decimal form; undefined and null are missing; anything else
+ * (an empty string, an object) is an ArgumentError. `plan` and `modelClass` are the
+ * resolved plan and the model's class, not what the request says.
+ */
+export class Reader {
+  request: TierRequest = {}
+  plan: string | undefined
+  modelClass: string | undefined
+  /** The limits of the request's tenant, model class and plan, in resolution order. */
+  tenantLimits: Limits | undefined
+  classLimits: Limits | undefined
+  planLimits: Limits | undefined
+  maxLength: number
+
+  constructor(maxLength: number) {
+    this.maxLength = maxLength
+  }
+
+  /**
+   * resolve points the reader at a request and works out what every tier needs from it:
+   * the plan (`request.plan`, else the tenant's, else the default; an unknown
+   * `request.plan` is an ArgumentError), the model's class, and their limit tables.
+   */
+  resolve(c: Compiled, request: TierRequest): void {
+    this.request = request
+    this.plan = undefined
+    this.modelClass = undefined
+    const name = this.value("tenant")
+    const tenant = name === undefined ? undefined : c.tenants.get(name)
+    const plan = request.plan
+    if (plan !== undefined && plan !== null) {
+      if (typeof plan !== "string" || !c.plans.has(plan) || !Object.hasOwn(request, "plan")) {
+        throw new ArgumentError(
+          "request.plan",
+          `expected one of the configured plans (${[...c.plans.keys()].join(", ")}), got ${describe(plan)}`,
+        )
+      }
+      this.plan = plan
+    } else {
+      this.plan = tenant?.plan ?? c.defaultPlan
+    }
+    const model = this.value("model")
+    this.modelClass = model === undefined ? undefined : c.models.get(model)
+    this.tenantLimits = tenant?.limits
+    this.classLimits = this.modelClass === undefined ? undefined : c.classes.get(this.modelClass)
+    this.planLimits = this.plan === undefined ? undefined : c.plans.get(this.plan)
+  }
+
+  /**
+   * limit is tier i's limit for the current request: the tenant's override, else the
+   * model class's limit, else the plan's, else the tier's own. null means "unlimited".
+   */
+  limit(c: Compiled, i: number): Limit | null | undefined {
+    let l = this.tenantLimits?.[i]
+    if (l === undefined) l = this.classLimits?.[i]
+    if (l === undefined) l = this.planLimits?.[i]
+    if (l === undefined) l = c.tiers[i].own
+    return l
+  }
+
+  value(name: string): string | undefined {
+    if (name === "plan") return this.plan
+    if (name === "modelClass") return this.modelClass
+    const v = this.request[name]
+    if (typeof v === "string") {
+      if (v.length === 0 || v.length > this.maxLength) {
+        throw new ArgumentError(
+          `request.${name}`,
+          `expected 1 to ${this.maxLength} characters, got ${v.length}`,
+        )
+      }
+      return v
+    }
+    if (v === undefined || v === null) return undefined
+    if (typeof v === "number" && Number.isFinite(v)) return String(v)
+    // Inherited, such as Object.prototype.constructor: the request does not have it.
+    if (!Object.hasOwn(this.request, name)) return undefined
+    throw new ArgumentError(
+      `request.${name}`,
+      `expected a string or a finite number, got ${describe(v)}`,
+    )
+  }
+
+  /** raw reads a field as written in the request (reset reads `plan` and `modelClass` so). */
+  raw(name: string): string | undefined {
+    const v = Object.hasOwn(this.request, name) ? this.request[name] : undefined
+    return v === undefined || v === null ? undefined : String(v)
+  }
+
+  /**
+   * key is the tier's key for the request: the value itself for a one-field tier; for
+   * more fields each as `<length>:<value>`, so no two different requests share a key
+   * ("ab"+"c" is "2:ab1:c", "a"+"bc" is "1:a2:bc"); "*" for a global tier. Keys of one
+   * tier all have the same shape, and each tier has a namespace of its own, so keys never
+   * collide across tiers. Undefined when a field is missing: the tier does not apply.
+   */
+  key(fields: readonly string[]): string | undefined {
+    if (fields.length === 1) return this.value(fields[0])
+    if (fields.length === 0) return "*"
+    let key = ""
+    for (const name of fields) {
+      const v = this.value(name)
+      if (v === undefined) return undefined
+      key += `${v.length}:${v}`
+    }
+    return key
+  }
+}

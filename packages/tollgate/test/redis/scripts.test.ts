@@ -1,0 +1,260 @@
+// The scripts as Redis sees them: the registry's SHA1s are Redis's own, a flushed script
+// cache is reloaded transparently, a call re-sent after a lost reply does not run twice,
+// TTLs match how long state matters, and a denial writes nothing.
+
+import { Redis } from "ioredis"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  concurrency,
+  createLimiter,
+  fixedWindow,
+  type Policy,
+  RedisStore,
+  StoreError,
+  slidingWindowCounter,
+  slidingWindowLog,
+  tokenBucket,
+} from "../../src/index.js"
+import { scripts } from "../../src/stores/redis/scripts.js"
+import { startCuttingProxy } from "../support/cutting-proxy.js"
+import { keysWithoutTtl, type RedisServer, startRedis } from "../support/redis.js"
+
+let server: RedisServer
+let client: Redis
+
+beforeAll(async () => {
+  server = await startRedis()
+  client = new Redis({ host: server.host, port: server.port })
+})
+
+afterAll(async () => {
+  client?.disconnect()
+  await server?.stop()
+})
+
+const ALL: Policy[] = [
+  tokenBucket({ rate: 10, burst: 10 }),
+  slidingWindowLog({ limit: 10, window: "1m" }),
+  slidingWindowCounter({ limit: 10, window: "1m" }),
+  fixedWindow({ limit: 10, window: "1m" }),
+  concurrency({ limit: 10, leaseTimeout: "1m" }),
+]
+
+describe("script registry", () => {
+  it("has a script per operation and policy kind, each named by the SHA1 Redis computes", async () => {
+    const registry = scripts()
+    expect([...registry.keys()].sort()).toEqual(
+      [
+        ...["limit", "peek"].flatMap((op) =>
+          ["tb", "fw", "swc", "swl", "cc"].map((t) => `${op}.${t}`),
+        ),
+        ...["tb", "fw", "swc", "swl"].map((t) => `adjust.${t}`),
+        "reserve.tb",
+        "cancel.tb",
+        "release.cc",
+        "limit-all",
+        "refund",
+      ].sort(),
+    )
+    for (const [name, s] of registry) {
+      expect(await client.script("LOAD", s.source), name).toBe(s.sha)
+    }
+  })
+
+  it("recovers from SCRIPT FLUSH, also in the middle of a burst", async () => {
+    for (const policy of ALL) {
+      const limiter = createLimiter({
+        policy,
+        store: new RedisStore({ client }),
+        prefix: `flush-${policy.kind}`,
+      })
+      expect((await limiter.limit("k")).allowed).toBe(true)
+      await client.script("FLUSH")
+      expect((await limiter.limit("k")).allowed).toBe(true)
+      // Flush while 200 requests from 20 connections are in flight: all are answered, and
+      // exactly the allowance is admitted.
+      const others = Array.from(
+        { length: 20 },
+        () => new Redis({ host: server.host, port: server.port }),
+      )
+      try {
+        const limiters = others.map((c) =>
+          createLimiter({
+            policy,
+            store: new RedisStore({ client: c }),
+            prefix: `flush2-${policy.kind}`,
+          }),
+        )
+        const pending = Array.from({ length: 200 }, (_, i) =>
+          limiters[i % limiters.length].limit("k"),
+        )
+        await client.script("FLUSH")
+        const decisions = await Promise.all(pending)
+        expect(decisions.filter((d) => d.allowed).length, policy.kind).toBe(10)
+      } finally {
+        for (const c of others) c.disconnect()
+      }
+    }
+  })
+})
+
+describe("options", () => {
+  it("rejects bad options with a ConfigError naming the field", () => {
+    const bad: [unknown, string][] = [
+      [{}, "client"],
+      [{ client: {} }, "client"],
+      [{ client, time: "local" }, "time"],
+      [{ client, maxBatch: 0 }, "maxBatch"],
+      [{ client, replayWindow: "soon" }, "replayWindow"],
+      [{ client, guardPrefix: "" }, "guardPrefix"],
+    ]
+    for (const [options, path] of bad) {
+      expect(() => new RedisStore(options as never), path).toThrow(
+        expect.objectContaining({ code: "ERR_CONFIG", path }),
+      )
+    }
+  })
+})
+
+describe("batching", () => {
+  it("decides requests of one tick in few script calls, each as if alone", async () => {
+    const store = new RedisStore({ client, maxBatch: 100 })
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, period: "1h", burst: 300 }),
+      store,
+      prefix: "batch",
+    })
+    await client.config("RESETSTAT")
+    const decisions = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => limiter.limit(`k${i % 2}`)),
+    )
+    const stats = await client.info("commandstats")
+    const calls = Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+    // One request alone (nothing was outstanding), then the rest in calls of at most 100.
+    expect(calls).toBeGreaterThanOrEqual(10)
+    expect(calls).toBeLessThanOrEqual(12)
+    // In arrival order, per key: 300 admitted each, remaining counting down.
+    for (const key of [0, 1]) {
+      const mine = decisions.filter((_, i) => i % 2 === key)
+      expect(mine.filter((d) => d.allowed).length).toBe(300)
+      expect(mine.slice(0, 300).map((d) => d.remaining)).toEqual(
+        Array.from({ length: 300 }, (_, i) => 299 - i),
+      )
+    }
+  })
+})
+
+describe("replay guard", () => {
+  it("refuses a call the client re-sends after losing its reply, so it counts once", async () => {
+    const proxy = await startCuttingProxy(server)
+    // ioredis's default: unfulfilled commands are sent again after a reconnect.
+    const resending = new Redis({
+      host: proxy.host,
+      port: proxy.port,
+      autoResendUnfulfilledCommands: true,
+    })
+    try {
+      for (const policy of ALL) {
+        const limiter = createLimiter({
+          policy,
+          store: new RedisStore({ client: resending }),
+          prefix: `replay-${policy.kind}`,
+          timeout: 10_000,
+        })
+        await limiter.limit("warm-up") // scripts loaded, connection ready
+        proxy.cutNextReply()
+        const lost = limiter.limit("k", { cost: 3 })
+        await expect(lost, policy.kind).rejects.toThrow(StoreError)
+        await expect(lost).rejects.toThrow(/ran once/)
+        // The call ran exactly once: 3 of 10 consumed, not 6.
+        const after = await limiter.peek("k")
+        expect(after.remaining, policy.kind).toBe(7)
+      }
+      expect(proxy.cuts).toBe(ALL.length)
+    } finally {
+      resending.disconnect()
+      await proxy.close()
+    }
+  })
+})
+
+describe("state in Redis", () => {
+  it("gives each key a TTL equal to how long its state matters", async () => {
+    const store = new RedisStore({ client })
+    const ttl = async (key: string) => client.pttl(key)
+    // Token bucket: 5 of 10 tokens at 100 ms each -> full again in 500 ms.
+    const tb = createLimiter({ policy: tokenBucket({ rate: 10, burst: 10 }), store, prefix: "ttl" })
+    await tb.limit("k", { cost: 5 })
+    expect(await ttl("ttl:tb:{k}")).toBeGreaterThan(400)
+    expect(await ttl("ttl:tb:{k}")).toBeLessThanOrEqual(500)
+    // Sliding log: until the newest entry leaves the window.
+    const log = createLimiter({
+      policy: slidingWindowLog({ limit: 5, window: "30s" }),
+      store,
+      prefix: "ttl",
+    })
+    await log.limit("k")
+    expect(await ttl("ttl:swl:{k}")).toBeGreaterThan(29_000)
+    expect(await ttl("ttl:swl:{k}")).toBeLessThanOrEqual(30_000)
+    // Sliding counter: until the current window has also slid out (at most 2 windows).
+    const counter = createLimiter({
+      policy: slidingWindowCounter({ limit: 5, window: "30s" }),
+      store,
+      prefix: "ttl",
+    })
+    const reset = (await counter.limit("k")).resetAfterMs
+    expect(Math.abs((await ttl("ttl:swc:{k}")) - reset)).toBeLessThan(100)
+    expect(await ttl("ttl:swc:{k}")).toBeLessThanOrEqual(60_000)
+    // Fixed window: until the window ends.
+    const fixed = createLimiter({
+      policy: fixedWindow({ limit: 5, window: "30s" }),
+      store,
+      prefix: "ttl",
+    })
+    const end = (await fixed.limit("k")).resetAfterMs
+    expect(Math.abs((await ttl("ttl:fw:{k}")) - end)).toBeLessThan(100)
+    // Concurrency: until the last lease expires.
+    const cc = createLimiter({
+      policy: concurrency({ limit: 5, leaseTimeout: "20s" }),
+      store,
+      prefix: "ttl",
+    })
+    const leased = await cc.limit("k")
+    expect(await ttl("ttl:cc:{k}")).toBeGreaterThan(19_000)
+    await leased.lease?.release()
+    expect(await client.exists("ttl:cc:{k}")).toBe(0) // nothing in flight: no state
+    // Request ids: for the policy's window.
+    await log.limit("k", { requestId: "once" })
+    expect(await ttl("ttl:swl:{k}:r:once")).toBeGreaterThan(29_000)
+    // A full bucket has no state at all.
+    await tb.limit("fresh", { cost: 0 })
+    expect(await client.exists("ttl:tb:{fresh}")).toBe(0)
+  })
+
+  it("writes nothing for a denied request", async () => {
+    const store = new RedisStore({ client })
+    for (const policy of [
+      tokenBucket({ rate: 1, period: "1h", burst: 2 }),
+      slidingWindowLog({ limit: 2, window: "1h" }),
+      slidingWindowCounter({ limit: 2, window: "1h" }),
+      fixedWindow({ limit: 2, window: "1h" }),
+      concurrency({ limit: 2, leaseTimeout: "1h" }),
+    ]) {
+      const limiter = createLimiter({ policy, store, prefix: "deny" })
+      await limiter.limit("k", { cost: 2 })
+      const dump = async () => {
+        const keys = (await client.keys("deny:*")).sort()
+        return Promise.all(keys.map(async (k) => [k, await client.dump(k)]))
+      }
+      const before = await dump()
+      for (let i = 0; i < 5; i++) expect((await limiter.limit("k")).allowed).toBe(false)
+      expect(await dump(), policy.kind).toEqual(before)
+    }
+  })
+
+  it("leaves no key without a TTL", async () => {
+    const { scanned, missing } = await keysWithoutTtl([server], "*")
+    expect(scanned).toBeGreaterThan(10)
+    expect(missing).toEqual([])
+  })
+})
