@@ -164,4 +164,15 @@ describe("MemoryStore", () => {
     expect(d.remaining).toBe(0)
     expect(d.resetAfterMs).toBeCloseTo(120_000, 6)
   })
+
+  it("lazy cleanup judges state by the policy in force after setPolicy", () => {
+    const clock = manualClock(0)
+    const store = new MemoryStore()
+    const ns = store.namespace("w", fixedWindow({ limit: 4, window: 7 }))
+    ns.setPolicy(fixedWindow({ limit: 4, window: "1d" }), 0)
+    clock.set(10)
+    ns.limit("a", 2, clock.now())
+    for (let i = 0; i < 10; i++) ns.limit(`x${i}`, 1, clock.now())
+    expect(ns.peek("a", clock.now()).remaining).toBe(2)
+  })
 })

@@ -14,9 +14,9 @@ const INITIAL_SLOTS = 16
 /**
  * KeyTable maps keys to slots of fixed-width numeric state (`width` numbers per slot in
  * `data`) or to state objects (`objects`, when width is 0). It keeps the keys in
- * least-recently-used order using the Map's own insertion order: a key read long enough
- * after it was last placed (more than an eighth of the table's size of placements ago) is
- * moved to the end. So a hot key costs no reordering, and the key evicted first has not
+ * least-recently-used order using the Map's own insertion order: a key read after more than
+ * an eighth of the table's size of new keys arrived since it was last placed is moved to
+ * the end. So a hot key costs no reordering, and the key evicted first has not
  * been used for at least seven eighths of the table's turnover. No timers: keys whose state
  * carries no information are swept a few at a time as new keys arrive.
  */
@@ -28,7 +28,7 @@ export class KeyTable<S = never> {
   data: Float64Array
   /** objects: per-slot state when width is 0. */
   readonly objects: (S | undefined)[] = []
-  /** stamps: the placement counter (mod 2^32) at which each slot's key was last placed. */
+  /** stamps: the count of keys added (mod 2^32) when each slot's key was last placed. */
   private stamps: Uint32Array
   private placements = 0
   private used = 0
@@ -54,11 +54,12 @@ export class KeyTable<S = never> {
   find(key: string): number {
     const slot = this.map.get(key)
     if (slot === undefined) return -1
+    // Age counts only keys added since, so a hot key (or a table with no newcomers) is
+    // never reordered, and moves are bounded by the arrival of new keys.
     if ((this.placements - this.stamps[slot]) >>> 0 > this.map.size >>> 3) {
       this.map.delete(key)
       this.map.set(key, slot)
       this.stamps[slot] = this.placements
-      this.placements = (this.placements + 1) >>> 0
     }
     return slot
   }

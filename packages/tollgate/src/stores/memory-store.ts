@@ -171,7 +171,9 @@ export class MemoryStore implements SyncStore {
     const id = `${policy.kind}:${prefix}`
     let shared = this.shared.get(id)
     if (shared === undefined) {
-      shared = { table: this.table(policy), requests: new Map(), policy, leases: 0 }
+      const created: Shared = { table: undefined as never, requests: new Map(), policy, leases: 0 }
+      created.table = this.table(created)
+      shared = created
       this.shared.set(id, shared)
     }
     if (policy.kind === "slidingWindowLog") return new LogNamespace(this, shared, policy)
@@ -179,17 +181,22 @@ export class MemoryStore implements SyncStore {
     return new NumericNamespace(this, shared, policy)
   }
 
-  private table(policy: Policy): KeyTable<unknown> {
-    const numeric = NUMERIC[policy.kind]
+  /** table makes the key table of a (prefix, kind); emptiness is judged by the policy in force. */
+  private table(shared: Shared): KeyTable<unknown> {
+    const numeric = NUMERIC[shared.policy.kind]
     if (numeric !== undefined) {
       const table: KeyTable<unknown> = new KeyTable(numeric.width, this.budget, (slot, now) =>
-        numeric.empty(policy, table.data, slot * numeric.width, now),
+        numeric.empty(shared.policy, table.data, slot * numeric.width, now),
       )
       return table
     }
-    if (policy.kind === "slidingWindowLog") {
+    if (shared.policy.kind === "slidingWindowLog") {
       const table: KeyTable<unknown> = new KeyTable(0, this.budget, (slot, now) =>
-        slidingWindowLogEmpty(policy, table.objects[slot] as LogState, now),
+        slidingWindowLogEmpty(
+          shared.policy as Extract<Policy, { kind: "slidingWindowLog" }>,
+          table.objects[slot] as LogState,
+          now,
+        ),
       )
       return table
     }
