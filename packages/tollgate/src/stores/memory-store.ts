@@ -8,19 +8,8 @@ import {
   newLeaseState,
 } from "../core/concurrency.js"
 import type { Decision } from "../core/decision.js"
-import {
-  fixedWindowAdjust,
-  fixedWindowEmpty,
-  fixedWindowLimit,
-  fixedWindowPeek,
-} from "../core/fixed-window.js"
+import { NUMERIC_KERNELS as NUMERIC, type NumericKernel } from "../core/numeric-kernels.js"
 import { assertPolicy, type Policy } from "../core/policy.js"
-import {
-  slidingWindowCounterAdjust,
-  slidingWindowCounterEmpty,
-  slidingWindowCounterLimit,
-  slidingWindowCounterPeek,
-} from "../core/sliding-window-counter.js"
 import {
   cloneLogState,
   type LogState,
@@ -32,12 +21,8 @@ import {
 } from "../core/sliding-window-log.js"
 import {
   type Grant,
-  tokenBucketAdjust,
   tokenBucketCancel,
   tokenBucketConvert,
-  tokenBucketEmpty,
-  tokenBucketLimit,
-  tokenBucketPeek,
   tokenBucketReserve,
 } from "../core/token-bucket.js"
 import { ArgumentError, ConfigError, describe, UnsupportedError } from "../errors.js"
@@ -47,51 +32,6 @@ import type { Check, SyncNamespace, SyncStore } from "./store.js"
 export interface MemoryStoreOptions {
   /** maxKeys: the most keys held across all namespaces; beyond it the least recently used key is dropped. Default 1,000,000. */
   maxKeys?: number
-}
-
-// A numeric kernel: state is `width` numbers at s[i..]; zeros mean "no state".
-interface NumericKernel {
-  width: number
-  limit(p: Policy, s: Float64Array, i: number, now: number, cost: number): Decision
-  peek(p: Policy, s: Float64Array, i: number, now: number): Decision
-  empty(p: Policy, s: Float64Array, i: number, now: number): boolean
-  adjust(p: Policy, s: Float64Array, i: number, now: number, delta: number): Decision
-}
-
-// Each kernel is typed for its own policy; the table below is indexed by policy kind, so
-// a kernel only ever sees its own kind of policy.
-function numeric<P extends Policy>(kernel: {
-  width: number
-  limit(p: P, s: Float64Array, i: number, now: number, cost: number): Decision
-  peek(p: P, s: Float64Array, i: number, now: number): Decision
-  empty(p: P, s: Float64Array, i: number, now: number): boolean
-  adjust(p: P, s: Float64Array, i: number, now: number, delta: number): Decision
-}): NumericKernel {
-  return kernel as unknown as NumericKernel
-}
-
-const NUMERIC: Record<string, NumericKernel> = {
-  tokenBucket: numeric({
-    width: 1,
-    limit: tokenBucketLimit,
-    peek: tokenBucketPeek,
-    empty: tokenBucketEmpty,
-    adjust: tokenBucketAdjust,
-  }),
-  fixedWindow: numeric({
-    width: 2,
-    limit: fixedWindowLimit,
-    peek: fixedWindowPeek,
-    empty: fixedWindowEmpty,
-    adjust: fixedWindowAdjust,
-  }),
-  slidingWindowCounter: numeric({
-    width: 3,
-    limit: slidingWindowCounterLimit,
-    peek: slidingWindowCounterPeek,
-    empty: slidingWindowCounterEmpty,
-    adjust: slidingWindowCounterAdjust,
-  }),
 }
 
 interface Remembered {

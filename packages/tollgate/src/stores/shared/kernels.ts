@@ -1,77 +1,23 @@
-import type { Decision } from "../../core/decision.js"
-import {
-  fixedWindowAdjust,
-  fixedWindowEmpty,
-  fixedWindowLimit,
-  fixedWindowPeek,
-} from "../../core/fixed-window.js"
+import { NUMERIC_KERNELS, type NumericKernel } from "../../core/numeric-kernels.js"
 import type { Policy } from "../../core/policy.js"
-import {
-  slidingWindowCounterAdjust,
-  slidingWindowCounterEmpty,
-  slidingWindowCounterLimit,
-  slidingWindowCounterPeek,
-} from "../../core/sliding-window-counter.js"
-import {
-  tokenBucketAdjust,
-  tokenBucketConvert,
-  tokenBucketEmpty,
-  tokenBucketLimit,
-  tokenBucketPeek,
-} from "../../core/token-bucket.js"
+import { tokenBucketConvert } from "../../core/token-bucket.js"
 import { FIXED_WINDOW, SLIDING_WINDOW_COUNTER, TOKEN_BUCKET } from "./layout.js"
 
-/** Kernel: the core functions of one policy kind, over `width` state numbers at s[i..]. */
-export interface Kernel {
-  /** code: the kind as the shared registry records it. */
+/** Kernel: a core numeric kernel plus the code the shared registry records for its kind. */
+export interface Kernel extends NumericKernel {
   code: number
-  width: number
-  limit(p: Policy, s: Float64Array, i: number, now: number, cost: number): Decision
-  peek(p: Policy, s: Float64Array, i: number, now: number): Decision
-  empty(p: Policy, s: Float64Array, i: number, now: number): boolean
-  adjust(p: Policy, s: Float64Array, i: number, now: number, delta: number): Decision
 }
 
-// Each kernel is typed for its own policy; the table is indexed by policy kind, so a kernel
-// only ever sees its own kind of policy.
-function kernel<P extends Policy>(k: {
-  code: number
-  width: number
-  limit(p: P, s: Float64Array, i: number, now: number, cost: number): Decision
-  peek(p: P, s: Float64Array, i: number, now: number): Decision
-  empty(p: P, s: Float64Array, i: number, now: number): boolean
-  adjust(p: P, s: Float64Array, i: number, now: number, delta: number): Decision
-}): Kernel {
-  return k as unknown as Kernel
+const CODES: Record<string, number> = {
+  tokenBucket: TOKEN_BUCKET,
+  fixedWindow: FIXED_WINDOW,
+  slidingWindowCounter: SLIDING_WINDOW_COUNTER,
 }
 
 /** KERNELS: the policy kinds a SharedMemoryStore holds (fixed-size state only). */
-export const KERNELS: Readonly<Record<string, Kernel>> = {
-  tokenBucket: kernel({
-    code: TOKEN_BUCKET,
-    width: 1,
-    limit: tokenBucketLimit,
-    peek: tokenBucketPeek,
-    empty: tokenBucketEmpty,
-    adjust: tokenBucketAdjust,
-  }),
-  fixedWindow: kernel({
-    code: FIXED_WINDOW,
-    width: 2,
-    limit: fixedWindowLimit,
-    peek: fixedWindowPeek,
-    empty: fixedWindowEmpty,
-    adjust: fixedWindowAdjust,
-  }),
-  slidingWindowCounter: kernel({
-    code: SLIDING_WINDOW_COUNTER,
-    width: 3,
-    limit: slidingWindowCounterLimit,
-    peek: slidingWindowCounterPeek,
-    empty: slidingWindowCounterEmpty,
-    adjust: slidingWindowCounterAdjust,
-  }),
-}
+export const KERNELS: Readonly<Record<string, Kernel>> = Object.fromEntries(
+  Object.entries(NUMERIC_KERNELS).map(([kind, kernel]) => [kind, { ...kernel, code: CODES[kind] }]),
+)
 
 const f32 = new Float32Array(1)
 const i32 = new Int32Array(f32.buffer)
