@@ -10,13 +10,20 @@ export interface Clock {
 }
 
 const origin = performance.timeOrigin
+// The Performance object, held once: reading the global `performance` goes through a getter.
+const perf = performance
+
+/** systemNow is the system clock's reading: epoch ms, never going backwards. */
+export function systemNow(): number {
+  return origin + perf.now()
+}
 
 /**
  * systemClock is the default clock: monotonic (performance.now) and anchored to the epoch
  * once, so wall-clock steps (NTP, manual changes) never move it.
  */
 export const systemClock: Clock = {
-  now: () => origin + performance.now(),
+  now: systemNow,
   // Timers stay referenced: a program awaiting acquire() is waiting for real work.
   setTimeout: (callback, ms) => setTimeout(callback, ms),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),

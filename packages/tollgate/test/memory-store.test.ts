@@ -25,6 +25,27 @@ describe("MemoryStore", () => {
     expect(limiter.stats().keys).toBe(6)
   })
 
+  it("never answers a dropped key with the state of the key that took its place", () => {
+    // A hot key's slot is remembered between calls; reset, eviction and the lazy sweep
+    // must all forget it, or the next key placed in that slot would be read for it.
+    const store = new MemoryStore({ maxKeys: 1 })
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, period: "1h", burst: 3 }),
+      store,
+      clock: manualClock(),
+    })
+    expect(limiter.limit("a").remaining).toBe(2)
+    expect(limiter.limit("a").remaining).toBe(1)
+    expect(limiter.limit("b").remaining).toBe(2) // evicts "a"; "b" takes its slot
+    expect(limiter.limit("a").remaining).toBe(2) // a fresh bucket, not b's
+    expect(limiter.limit("a").remaining).toBe(1)
+    limiter.reset("a")
+    expect(store.size).toBe(0)
+    expect(limiter.limit("a").remaining).toBe(2)
+    expect(store.size).toBe(1)
+    expect(limiter.limit("a").remaining).toBe(1)
+  })
+
   it("keeps namespaces apart by prefix and by algorithm", () => {
     const store = new MemoryStore()
     const clock = manualClock()

@@ -12,7 +12,11 @@ import type { TokenBucketPolicy } from "./policy.js"
  * what limit() would admit, and never exceeds the burst.
  */
 function tokens(p: TokenBucketPolicy, debtMs: number): number {
-  return whole(Math.min(p.windowMs, p.windowMs - debtMs + EPSILON_MS) / p.intervalMs)
+  const w = p.windowMs
+  const left = w - debtMs + EPSILON_MS
+  // Less than half a token: 0 with no division (a bucket just emptied, as when denying).
+  if (left + left < p.intervalMs) return 0
+  return whole((left < w ? left : w) / p.intervalMs)
 }
 
 /** tokenBucketLimit admits `cost` at `now` when the bucket holds it, storing the new tat. */

@@ -338,14 +338,21 @@ class RateLimiter implements Limiter<boolean> {
   }
 
   limit(key: string, options?: LimitOptions): MaybePromise<Decision> {
-    checkKey(key, this.#maxKeyLength)
-    const cost = this.#cost(options)
-    let requestId: string | undefined
-    if (options !== undefined && options.requestId !== undefined) {
-      checkKey(options.requestId, this.#maxKeyLength, "requestId")
-      requestId = options.requestId
+    // The common call, limit(key), is checked inline; every policy's limit is >= 1, so the
+    // default cost of 1 needs no check.
+    if (typeof key !== "string" || key.length === 0 || key.length > this.#maxKeyLength) {
+      checkKey(key, this.#maxKeyLength)
     }
-    const now = this.#now()
+    let cost = 1
+    let requestId: string | undefined
+    if (options !== undefined) {
+      cost = this.#cost(options)
+      if (options.requestId !== undefined) {
+        checkKey(options.requestId, this.#maxKeyLength, "requestId")
+        requestId = options.requestId
+      }
+    }
+    const now = this.#time.now()
     if (this.#waiting !== 0 && this.#policy.kind !== "tokenBucket") {
       const queue = this.#queues.get(key)
       if (queue !== undefined) return this.#behind(key, queue, now)

@@ -1,4 +1,4 @@
-import type { Clock } from "../clock.js"
+import { type Clock, systemClock, systemNow } from "../clock.js"
 
 /**
  * Monotonic turns a Clock into a limiter's time: epoch ms that never go backwards.
@@ -21,12 +21,21 @@ export class Monotonic {
   /** last: the latest time handed out; -Infinity before the first. */
   last = Number.NEGATIVE_INFINITY
 
+  /** system: the clock is systemClock, which is monotonic already and needs no guard. */
+  readonly #system: boolean
+
   constructor(clock: Clock, toleranceMs: number) {
     this.clock = clock
     this.toleranceMs = toleranceMs
+    this.#system = clock === systemClock
   }
 
   now(): number {
+    if (this.#system) {
+      const t = systemNow()
+      this.last = t
+      return t
+    }
     let t = this.clock.now() + this.offset
     const last = this.last
     if (t >= last && t !== Number.POSITIVE_INFINITY) {

@@ -36,6 +36,11 @@ export class KeyTable<S = never> {
   private evictCursor: Iterator<string> | undefined
   private sweepCursor: Iterator<[string, number]> | undefined
   private readonly budget: KeyBudget
+  /** lastKey, lastSlot: the key found last and its slot, so a hot key skips the Map. */
+  private lastKey: string | undefined
+  private lastSlot = -1
+  /** lastPlacements: `placements` when lastKey was found. */
+  private lastPlacements = 0
   private readonly isEmpty: (slot: number, now: number) => boolean
 
   constructor(width: number, budget: KeyBudget, isEmpty: (slot: number, now: number) => boolean) {
@@ -52,6 +57,8 @@ export class KeyTable<S = never> {
 
   /** find returns the key's slot, marking it used, or -1 when the key has no state. */
   find(key: string): number {
+    // The key found last, with no key added since: its place in recency order stands.
+    if (key === this.lastKey && this.placements === this.lastPlacements) return this.lastSlot
     const slot = this.map.get(key)
     if (slot === undefined) return -1
     // Age counts only keys added since, so a hot key (or a table with no newcomers) is
@@ -61,6 +68,9 @@ export class KeyTable<S = never> {
       this.map.set(key, slot)
       this.stamps[slot] = this.placements
     }
+    this.lastKey = key
+    this.lastSlot = slot
+    this.lastPlacements = this.placements
     return slot
   }
 
@@ -131,6 +141,10 @@ export class KeyTable<S = never> {
   }
 
   private release(slot: number): void {
+    if (slot === this.lastSlot) {
+      this.lastKey = undefined
+      this.lastSlot = -1
+    }
     this.data.fill(0, slot * this.width, (slot + 1) * this.width)
     if (this.width === 0) this.objects[slot] = undefined
     this.free.push(slot)
