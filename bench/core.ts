@@ -5,6 +5,7 @@
 //   npm run bench                 full run (a minute or two on 2 cores)
 //   BENCH_QUICK=1 npm run bench   smoke run: fewer and shorter runs, 10x fewer keys
 //   BENCH_RLF=await ...           drive rate-limiter-flexible with `await` per call instead
+//   BENCH_ROWS=hot ...            only the throughput rows whose label contains this text
 //
 // Rows: decisions per second of limit() for a hot key, and over many keys, with a policy
 // that allows nearly everything and one that denies nearly everything; then bytes per key
@@ -42,6 +43,8 @@ import {
 
 const QUICK = process.env.BENCH_QUICK === "1"
 const RLF_HARNESS = process.env.BENCH_RLF === "await" ? spinRlfAwait : spinRlf
+/** ROWS: when set, only the throughput rows whose label contains it run (no bytes row). */
+const ROWS = process.env.BENCH_ROWS
 
 /** RUNS measured runs per contender and row, each at least RUN_MS long, after one warm-up run. */
 const RUNS = QUICK ? 3 : 7
@@ -274,7 +277,7 @@ async function main(): Promise<void> {
   )
 
   const bytes = {} as Record<Name, number>
-  for (const name of NAMES) {
+  for (const name of ROWS === undefined ? NAMES : []) {
     const samples: number[] = []
     for (let r = 0; r < MEMORY_RUNS; r++) samples.push(measureBytes(name, MANY))
     bytes[name] = median(samples)
@@ -298,6 +301,7 @@ async function main(): Promise<void> {
   let failures = 0
   const naiveVsRlf: string[] = []
   for (const s of scenarios) {
+    if (ROWS !== undefined && !s.label.includes(ROWS)) continue
     const m = await measure(s, s.keys === 1 ? hot : all.slice(0, s.keys))
     const vsNaive = m.rate.tollgate / m.rate.naive
     // The premise of the row: nearly all decisions go the way the row says, for everyone.
@@ -325,19 +329,22 @@ async function main(): Promise<void> {
     ])
   }
 
-  const memoryVerdict = verdict([
-    [bytes.tollgate <= TARGET_BYTES_PER_KEY, `> ${TARGET_BYTES_PER_KEY} bytes`],
-  ])
-  if (memoryVerdict !== "PASS") failures++
-  rows.push([
-    `bytes per key, ${count(MANY)} keys`,
-    bytes.tollgate.toFixed(1),
-    bytes.naive.toFixed(1),
-    bytes.rlf.toFixed(1),
-    ratio(bytes.tollgate / bytes.naive),
-    ratio(bytes.tollgate / bytes.rlf),
-    memoryVerdict,
-  ])
+  if (ROWS === undefined) pushBytesRow()
+  function pushBytesRow(): void {
+    const memoryVerdict = verdict([
+      [bytes.tollgate <= TARGET_BYTES_PER_KEY, `> ${TARGET_BYTES_PER_KEY} bytes`],
+    ])
+    if (memoryVerdict !== "PASS") failures++
+    rows.push([
+      `bytes per key, ${count(MANY)} keys`,
+      bytes.tollgate.toFixed(1),
+      bytes.naive.toFixed(1),
+      bytes.rlf.toFixed(1),
+      ratio(bytes.tollgate / bytes.naive),
+      ratio(bytes.tollgate / bytes.rlf),
+      memoryVerdict,
+    ])
+  }
 
   console.log(
     `\nRESULTS: medians; limit() decisions per second, keys of ${KEY_LENGTH} characters\n`,
