@@ -34,6 +34,26 @@ describe("scenarios", () => {
     }
   })
 
+  it("a token bucket drained at one instant of today's epoch admits exactly its burst", () => {
+    // Epoch-ms times are exact only to about 0.0002 ms; adding the refill interval once per
+    // admission piles up that rounding (97 per hour once admitted only 96).
+    // (Up to bursts of about 10^4 per hour; beyond, the rounding itself approaches a
+    // fraction of an interval: see "Precision" in docs/api.md.)
+    for (const rate of [7, 97, 997, 9973]) {
+      const clock = manualClock(Date.UTC(2026, 10, 27, 8, 0, 0, 123) + 0.456)
+      const limiter = createLimiter({ policy: tokenBucket({ rate, period: "1h" }), clock })
+      let admitted = 0
+      for (let i = 0; i < rate + 5; i++) if (limiter.limit("k").allowed) admitted++
+      expect(admitted, `rate ${rate}`).toBe(rate)
+      // One interval later exactly one more; the slack for rounding never reaches half of it.
+      clock.advance((HOUR / rate) * 0.4)
+      expect(limiter.limit("k").allowed, `rate ${rate}, 0.4 interval`).toBe(false)
+      clock.advance((HOUR / rate) * 0.6)
+      expect(limiter.limit("k").allowed, `rate ${rate}, one interval`).toBe(true)
+      expect(limiter.limit("k").allowed).toBe(false)
+    }
+  })
+
   it("1000/min -> 5000/min in the middle of a burst keeps what was admitted and the fill fraction", () => {
     const clock = manualClock(0)
     const limiter = createLimiter({ policy: tokenBucket({ rate: 1000, period: "1m" }), clock })

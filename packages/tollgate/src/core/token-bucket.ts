@@ -6,14 +6,33 @@ import type { TokenBucketPolicy } from "./policy.js"
 // holds (windowMs - max(tat - now, 0)) / intervalMs tokens; tat beyond now + windowMs is
 // debt taken on by reservations. Functions here read and write s[i] and nothing else.
 
+/** ROUNDING is the relative spacing of doubles, 2^-52: a time t is exact to within t * ROUNDING / 2. */
+const ROUNDING = 2.220446049250313e-16
+
+/**
+ * slack is how early a request may come and still count as on time. It is the core's
+ * microsecond (EPSILON_MS), widened to the rounding that a burst of additions to epoch-ms
+ * times can pile up: each `tat + cost * interval` near `now` rounds by up to
+ * now * 2^-53, so without it a bucket of 97 per hour drained at one instant of
+ * today's epoch would admit 96. It never exceeds half an interval (or the microsecond),
+ * so no request is admitted earlier than half its refill time.
+ */
+export function slack(p: TokenBucketPolicy, now: number): number {
+  const drift = now * ROUNDING * p.burst
+  if (drift <= EPSILON_MS) return EPSILON_MS
+  const half = p.intervalMs * 0.5
+  if (drift <= half) return drift
+  return half > EPSILON_MS ? half : EPSILON_MS
+}
+
 /**
  * tokens is the whole number of tokens in the bucket when it owes `debtMs` of refill.
- * It forgives the same microsecond as admission does, so `remaining` never understates
+ * It forgives the same `slack` as admission does, so `remaining` never understates
  * what limit() would admit, and never exceeds the burst.
  */
-function tokens(p: TokenBucketPolicy, debtMs: number): number {
+function tokens(p: TokenBucketPolicy, debtMs: number, slackMs: number): number {
   const w = p.windowMs
-  const left = w - debtMs + EPSILON_MS
+  const left = w - debtMs + slackMs
   // Less than half a token: 0 with no division (a bucket just emptied, as when denying).
   if (left + left < p.intervalMs) return 0
   return whole((left < w ? left : w) / p.intervalMs)
@@ -30,11 +49,18 @@ export function tokenBucketLimit(
   const stored = s[i]
   const tat = stored > now ? stored : now
   const next = tat + cost * p.intervalMs
-  if (next - now <= p.windowMs + EPSILON_MS) {
+  const slackMs = slack(p, now)
+  if (next - now <= p.windowMs + slackMs) {
     s[i] = next
-    return decision(true, p.burst, tokens(p, next - now), 0, next - now)
+    return decision(true, p.burst, tokens(p, next - now, slackMs), 0, next - now)
   }
-  return decision(false, p.burst, tokens(p, tat - now), next - p.windowMs - now, tat - now)
+  return decision(
+    false,
+    p.burst,
+    tokens(p, tat - now, slackMs),
+    next - p.windowMs - now,
+    tat - now,
+  )
 }
 
 /** tokenBucketPeek is tokenBucketLimit for cost 0 without writing. */
@@ -46,8 +72,15 @@ export function tokenBucketPeek(
 ): Decision {
   const tat = s[i] > now ? s[i] : now
   const debt = tat - now
-  const allowed = debt <= p.windowMs + EPSILON_MS
-  return decision(allowed, p.burst, tokens(p, debt), allowed ? 0 : debt - p.windowMs, debt)
+  const slackMs = slack(p, now)
+  const allowed = debt <= p.windowMs + slackMs
+  return decision(
+    allowed,
+    p.burst,
+    tokens(p, debt, slackMs),
+    allowed ? 0 : debt - p.windowMs,
+    debt,
+  )
 }
 
 /** Grant is the outcome of a reservation: capacity committed for use at `executeAt`. */
@@ -76,10 +109,11 @@ export function tokenBucketReserve(
   const tat = stored > now ? stored : now
   const next = tat + cost * p.intervalMs
   const wait = next - p.windowMs - now
-  const delayMs = wait <= EPSILON_MS ? 0 : wait
+  const slackMs = slack(p, now)
+  const delayMs = wait <= slackMs ? 0 : wait
   if (delayMs <= maxWaitMs) {
     s[i] = next
-    const remaining = tokens(p, next - now)
+    const remaining = tokens(p, next - now, slackMs)
     return {
       ok: true,
       executeAt: now + delayMs,
@@ -87,7 +121,7 @@ export function tokenBucketReserve(
       decision: decision(true, p.burst, remaining, 0, next - now),
     }
   }
-  const remaining = tokens(p, tat - now)
+  const remaining = tokens(p, tat - now, slackMs)
   return {
     ok: false,
     executeAt: now + delayMs,
@@ -156,5 +190,5 @@ export function tokenBucketAdjust(
   const next = Math.min(Math.max(tat + delta * p.intervalMs, now), now + 2 * p.windowMs)
   s[i] = next
   const debt = next - now
-  return decision(true, p.burst, tokens(p, debt), 0, debt)
+  return decision(true, p.burst, tokens(p, debt, slack(p, now)), 0, debt)
 }

@@ -39,10 +39,26 @@ function TB.convert(p, tat, w, since, gen, now)
   return tat
 end
 
+-- slack: how early a request may come and still count as on time (slack in
+-- core/token-bucket.ts): the microsecond, widened to the rounding that additions to
+-- epoch-ms times pile up over a burst, at most half an interval.
+local ROUNDING = 2.220446049250313e-16
+function TB.slack(p, now)
+  local drift = now * ROUNDING * p.burst
+  if drift <= EPSILON_MS then
+    return EPSILON_MS
+  end
+  local half = p.interval * 0.5
+  if drift <= half then
+    return drift
+  end
+  return half > EPSILON_MS and half or EPSILON_MS
+end
+
 -- tokens: the whole tokens in the bucket when it owes `debt` ms of refill, forgiving the
--- same microsecond as admission does (never above the burst).
-function TB.tokens(p, debt)
-  return U.whole(math.min(p.window, p.window - debt + EPSILON_MS) / p.interval)
+-- same slack as admission does (never above the burst).
+function TB.tokens(p, debt, slack)
+  return U.whole(math.min(p.window, p.window - debt + slack) / p.interval)
 end
 
 function TB.load(p, key, now)
@@ -69,21 +85,23 @@ function TB.limit(p, st, now, cost)
   local stored = st.tat
   local tat = stored > now and stored or now
   local nxt = tat + cost * p.interval
-  if nxt - now <= p.window + EPSILON_MS then
+  local slack = TB.slack(p, now)
+  if nxt - now <= p.window + slack then
     if nxt ~= stored then
       st.tat = nxt
       st.dirty = true
     end
-    return { true, p.burst, TB.tokens(p, nxt - now), 0, nxt - now }
+    return { true, p.burst, TB.tokens(p, nxt - now, slack), 0, nxt - now }
   end
-  return { false, p.burst, TB.tokens(p, tat - now), nxt - p.window - now, tat - now }
+  return { false, p.burst, TB.tokens(p, tat - now, slack), nxt - p.window - now, tat - now }
 end
 
 function TB.peek(p, st, now)
   local tat = st.tat > now and st.tat or now
   local debt = tat - now
-  local allowed = debt <= p.window + EPSILON_MS
-  return { allowed, p.burst, TB.tokens(p, debt), allowed and 0 or debt - p.window, debt }
+  local slack = TB.slack(p, now)
+  local allowed = debt <= p.window + slack
+  return { allowed, p.burst, TB.tokens(p, debt, slack), allowed and 0 or debt - p.window, debt }
 end
 
 -- reserve returns ok, executeAt, delayMs and the decision (tokenBucketReserve).
@@ -92,15 +110,16 @@ function TB.reserve(p, st, now, cost, maxWait)
   local tat = stored > now and stored or now
   local nxt = tat + cost * p.interval
   local wait = nxt - p.window - now
-  local delay = wait <= EPSILON_MS and 0 or wait
+  local slack = TB.slack(p, now)
+  local delay = wait <= slack and 0 or wait
   if delay <= maxWait then
     if nxt ~= stored then
       st.tat = nxt
       st.dirty = true
     end
-    return true, now + delay, delay, { true, p.burst, TB.tokens(p, nxt - now), 0, nxt - now }
+    return true, now + delay, delay, { true, p.burst, TB.tokens(p, nxt - now, slack), 0, nxt - now }
   end
-  local remaining = TB.tokens(p, tat - now)
+  local remaining = TB.tokens(p, tat - now, slack)
   return false, now + delay, delay, { false, p.burst, remaining, delay, tat - now }
 end
 
@@ -125,7 +144,7 @@ function TB.adjust(p, st, now, delta)
   st.tat = nxt
   st.dirty = true
   local debt = nxt - now
-  return { true, p.burst, TB.tokens(p, debt), 0, debt }
+  return { true, p.burst, TB.tokens(p, debt, TB.slack(p, now)), 0, debt }
 end
 
 KERNELS.tb = TB
