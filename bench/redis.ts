@@ -7,10 +7,12 @@
 //   BENCH_QUICK=1 npm run bench:redis   smoke run: shorter runs
 //
 // Each row keeps N requests in flight (N workers, each awaiting one call at a time) for a
-// fixed time after a warm-up, and reports decisions per second and the p50/p99 latency of
-// one call. Keys cycle through 1,000 (think API keys), under policies that admit nearly
-// every request. Contenders take turns within each round and the best of the rounds is
-// reported, so slow drift of the machine hits all alike.
+// fixed time after a warm-up, and reports decisions per second, the p50/p99 latency of
+// one call, and the CPU time per decision of this process and of Redis (INFO cpu), which
+// other load on the machine disturbs less than the rates. Keys cycle through 1,000 (think
+// API keys), under policies that admit nearly every request. Contenders take turns within
+// each round and the best of the rounds is reported, so slow drift of the machine hits
+// all alike.
 //
 // Extra rows: the store alone (Namespace.limit, without the limiter around it), one
 // script call per decision (maxBatch 1), and 10,000 keys: each key is then asked only
@@ -46,12 +48,31 @@ interface Result {
   perSecond: number
   p50: number
   p99: number
+  /** nodeUs, redisUs: CPU time per decision (µs) of this process and of Redis. */
+  nodeUs: number
+  redisUs: number
 }
 
 type Call = (i: number) => Promise<unknown>
 
+/** RedisCpu reads the CPU seconds Redis has used (INFO cpu, user + system). */
+type RedisCpu = () => Promise<number>
+
+function redisCpu(clients: () => Redis[]): RedisCpu {
+  return async () => {
+    let total = 0
+    for (const c of clients()) {
+      const info = await c.info("cpu")
+      for (const field of ["used_cpu_user", "used_cpu_sys"]) {
+        total += Number(new RegExp(`^${field}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN)
+      }
+    }
+    return total
+  }
+}
+
 /** measure keeps `inFlight` calls going for RUN_MS (after WARM_MS) and times each one. */
-async function measure(call: Call, inFlight: number): Promise<Result> {
+async function measure(call: Call, inFlight: number, cpu: RedisCpu): Promise<Result> {
   const latencies = new Float64Array(4_000_000)
   let n = 0
   let measuring = false
@@ -66,17 +87,27 @@ async function measure(call: Call, inFlight: number): Promise<Result> {
   }
   const workers = Array.from({ length: inFlight }, worker)
   await new Promise((r) => setTimeout(r, WARM_MS))
+  const redis0 = await cpu()
+  const node0 = process.cpuUsage()
   measuring = true
   const start = performance.now()
   await new Promise((r) => setTimeout(r, RUN_MS))
   measuring = false
   const elapsed = performance.now() - start
   const counted = n
+  const node = process.cpuUsage(node0)
+  const redis = (await cpu()) - redis0
   stop = true
   await Promise.all(workers)
   const sorted = latencies.subarray(0, counted).sort()
   const at = (q: number) => sorted[Math.min(counted - 1, Math.floor(q * counted))]
-  return { perSecond: (counted / elapsed) * 1000, p50: at(0.5), p99: at(0.99) }
+  return {
+    perSecond: (counted / elapsed) * 1000,
+    p50: at(0.5),
+    p99: at(0.99),
+    nodeUs: (node.user + node.system) / counted,
+    redisUs: (redis * 1e6) / counted,
+  }
 }
 
 function best(results: Result[]): Result {
@@ -124,7 +155,13 @@ async function ceiling(client: Redis): Promise<Call> {
 }
 
 function fmt(r: Result): string[] {
-  return [Math.round(r.perSecond).toLocaleString("en-US"), r.p50.toFixed(3), r.p99.toFixed(3)]
+  return [
+    Math.round(r.perSecond).toLocaleString("en-US"),
+    r.p50.toFixed(3),
+    r.p99.toFixed(3),
+    r.nodeUs.toFixed(2),
+    r.redisUs.toFixed(2),
+  ]
 }
 
 function table(rows: string[][]): string {
@@ -143,6 +180,7 @@ async function main(): Promise<void> {
   )
   const server = await startRedis()
   const client = new Redis({ host: server.host, port: server.port })
+  const cpu = redisCpu(() => [client])
   const results = new Map<string, Result>()
   try {
     const bucket = tokenBucket({ rate: 100, burst: 100 })
@@ -162,13 +200,15 @@ async function main(): Promise<void> {
       const runs = new Map<string, Result[]>()
       for (let round = 0; round < ROUNDS; round++) {
         for (const [name, call] of contenders) {
-          const r = await measure(call, inFlight)
+          const r = await measure(call, inFlight, cpu)
           runs.set(name, [...(runs.get(name) ?? []), r])
         }
       }
       for (const [name, rs] of runs) results.set(`${name}@${inFlight}`, best(rs))
     }
-    const rows = [["contender", "in flight", "decisions/s", "p50 ms", "p99 ms"]]
+    const rows = [
+      ["contender", "in flight", "decisions/s", "p50 ms", "p99 ms", "node µs/dec", "redis µs/dec"],
+    ]
     for (const [name] of contenders) {
       for (const inFlight of IN_FLIGHT) {
         rows.push([name, String(inFlight), ...fmt(results.get(`${name}@${inFlight}`)!)])
@@ -190,11 +230,14 @@ async function main(): Promise<void> {
       timeout: 10_000,
     }) as Limiter<false>
     const call: Call = (i) => limiter.limit(`user:${(i * 7919) % CLUSTER_KEYS}`)
-    const r = best(await Promise.all([measure(call, 256)]))
+    const cpu = redisCpu(() => clusterClient.nodes("master"))
+    const runs: Result[] = []
+    for (let round = 0; round < ROUNDS; round++) runs.push(await measure(call, 256, cpu))
+    const r = best(runs)
     results.set("cluster", r)
     console.log(
       `\n3-master Cluster, tokenBucket over ${CLUSTER_KEYS.toLocaleString("en-US")} distinct keys, 256 in flight\n` +
-        table([["decisions/s", "p50 ms", "p99 ms"], fmt(r)]),
+        table([["decisions/s", "p50 ms", "p99 ms", "node µs/dec", "redis µs/dec"], fmt(r)]),
     )
   } finally {
     clusterClient.disconnect()

@@ -1,7 +1,9 @@
-// Scale benchmark: decisions per second when several threads share one limit.
+// Scale benchmark: decisions per second when several threads share one limit, and when
+// several processes share one hot key on Redis.
 //
-//   npm run bench:scale                 full run (under a minute on 2 cores)
+//   npm run bench:scale                 full run (about two minutes on 2 cores)
 //   BENCH_QUICK=1 npm run bench:scale   smoke run: fewer and shorter runs
+//   BENCH_PART=threads | redis          only the thread rows, or only the Redis rows
 //
 // Each scenario (a set of keys) is measured for every contender (a way of deciding:
 // a store, and how many threads call it). A contender runs its threads for RUN_MS after a
@@ -15,16 +17,33 @@
 //
 // This file is also the worker thread's code: started as a worker, it opens the
 // SharedMemoryStore from its handle and spins when told to (see workerMain).
+//
+// The Redis rows (see hotKeyMain) start one local redis-server and HOT_PROCESSES child
+// processes (packages/tollgate/test/support/hot-key-child.ts), each with its own ioredis
+// connection, that hammer one key: plain RedisStore, deniedCache, localLeases and a
+// sharded() policy. Each reports decisions/s and the over-admission measured from the
+// admitted total: every run uses a fresh key, so the policy's allowance for the run is
+// its full burst plus what it refills (token bucket), or its limit per window touched
+// (fixed window), over the run's time on Redis's clock.
 import os from "node:os"
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads"
 import {
   createLimiter,
+  fixedWindow,
+  localLeases,
   MemoryStore,
   type SharedMemoryHandle,
   SharedMemoryStore,
   type SyncStore,
   tokenBucket,
 } from "../packages/tollgate/src/index.js"
+import {
+  type FleetPhase,
+  type Mode,
+  type RunSpec,
+  startFleet,
+} from "../packages/tollgate/test/support/hot-key-fleet.js"
+import { requireRedis, startRedis } from "../packages/tollgate/test/support/redis.js"
 import {
   count,
   makeKey,
@@ -39,6 +58,7 @@ import {
 } from "./lib.js"
 
 const QUICK = process.env.BENCH_QUICK === "1"
+const PART = process.env.BENCH_PART ?? "all"
 const RUNS = QUICK ? 2 : 5
 const RUN_MS = QUICK ? 300 : 1000
 const WARM_MS = QUICK ? 200 : 500
@@ -182,14 +202,7 @@ const SCENARIOS: Scenario[] = [
   { label: "one hot key", keys: 1, policy: "hot" },
 ]
 
-async function main(): Promise<void> {
-  const cpu = os.cpus()
-  console.log(
-    `tollgate scale benchmark${QUICK ? " (BENCH_QUICK=1: smoke run, not for numbers)" : ""}`,
-  )
-  console.log(
-    `node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} x ${cpu[0]?.model ?? "unknown CPU"}, load average ${os.loadavg()[0].toFixed(2)}`,
-  )
+async function threadMain(): Promise<number> {
   console.log(
     `decisions/s summed over a contender's threads; median of ${RUNS} runs of ${RUN_MS} ms after a ${WARM_MS} ms warm-up\n`,
   )
@@ -218,6 +231,206 @@ async function main(): Promise<void> {
     }
   }
   console.log(`\n${table(["scenario", "contender", "decisions", "vs memory", "target"], rows)}`)
+  return failures
+}
+
+// ---------------------------------------------------------------------------------------
+// One hot key on Redis, across processes
+
+const HOT_PROCESSES = 4
+const HOT_IN_FLIGHT = 64
+const HOT_RUNS = QUICK ? 1 : 3
+const HOT_RUN_MS = QUICK ? 500 : 1500
+const HOT_WARM_MS = QUICK ? 200 : 300
+// Targets from the issue: leases at least 10x plain, over-admitting at most 1% of the
+// budget of one period of the policy.
+const LEASES_TARGET = 10
+const OVER_TARGET = 0.01
+const HOT_MODES: Mode[] = ["plain", "denied-cache", "leases", "sharded"]
+
+interface HotScenario {
+  label: string
+  policy: RunSpec["policy"]
+  /** leases: the localLeases options; HOT_PROCESSES * kMax bounds the over-admission. */
+  leases: NonNullable<RunSpec["leases"]>
+  shards: number
+  /** periodBudget: what the policy admits in one period (token bucket) or window. */
+  periodBudget: number
+  /** allowance: the most the exact policy admits in a run on a fresh key. */
+  allowance(run: FleetPhase): number
+  /** judged: whether the leases target applies to this scenario. */
+  judged: boolean
+}
+
+const HOT_SCENARIOS: HotScenario[] = [
+  {
+    // A large shared budget (say, a global API limit): the requests are mostly admitted,
+    // and the processes' demand comes close to the rate, so the limit binds at times.
+    label: "token bucket 1M/s, burst 100k",
+    policy: { kind: "tokenBucket", options: { rate: 1_000_000, period: "1s", burst: 100_000 } },
+    // kMax = 2,500: 4 processes x 2,500 = 1% of the 1M budget of a period.
+    leases: { period: "100ms", maxShare: 0.025 },
+    shards: 8,
+    periodBudget: 1_000_000,
+    allowance: (run) => 100_000 + run.redisMs * 1000,
+    judged: true,
+  },
+  {
+    // A key far over its limit: each window's budget goes in milliseconds, then every
+    // request is a denial until the next window.
+    label: "fixed window 20k/s",
+    policy: { kind: "fixedWindow", options: { limit: 20_000, window: "1s" } },
+    // kMax = 50: 4 x 50 = 1% of a window's 20k.
+    leases: { period: "100ms", maxShare: 0.0025 },
+    shards: 8,
+    periodBudget: 20_000,
+    allowance: (run) =>
+      20_000 * (Math.floor(run.redisEnd / 1000) - Math.floor(run.redisStart / 1000) + 1),
+    judged: false,
+  },
+]
+
+function kMaxOf(scenario: HotScenario): number {
+  const p = scenario.policy
+  const policy = p.kind === "tokenBucket" ? tokenBucket(p.options) : fixedWindow(p.options)
+  return localLeases(new MemoryStore(), scenario.leases).maxLease(policy)
+}
+
+interface HotSamples {
+  perSecond: number[]
+  /** over: admitted beyond the allowance, as a fraction of the period's budget (>= 0). */
+  over: number[]
+  /** share: admitted / allowance. */
+  share: number[]
+  errors: number
+  failure?: string
+}
+
+const percent = (x: number) => `${(x * 100).toFixed(2)}%`
+
+async function hotKeyMain(): Promise<number> {
+  try {
+    requireRedis()
+  } catch (error) {
+    console.log(`\nRedis rows skipped: ${(error as Error).message}`)
+    return 0
+  }
+  console.log(
+    `\none hot key on one local redis-server, ${HOT_PROCESSES} processes x ${HOT_IN_FLIGHT} callers; decisions/s summed over processes; median of ${HOT_RUNS} runs of ${HOT_RUN_MS} ms on a fresh key, after a ${HOT_WARM_MS} ms warm-up on another\n`,
+  )
+  const redis = await startRedis()
+  const fleet = await startFleet(HOT_PROCESSES, redis.host, redis.port)
+  const rows: string[][] = []
+  let failures = 0
+  let id = 0
+  try {
+    for (const scenario of HOT_SCENARIOS) {
+      const samples = new Map<Mode, HotSamples>(
+        HOT_MODES.map((m) => [m, { perSecond: [], over: [], share: [], errors: 0 }]),
+      )
+      for (let r = 0; r < HOT_RUNS; r++) {
+        // Modes take turns within a round, so slow drift of the machine hits all alike, and
+        // each round starts with another one.
+        const order = HOT_MODES.map((_, i) => HOT_MODES[(i + r) % HOT_MODES.length])
+        for (const mode of order) {
+          const s = samples.get(mode)!
+          if (s.failure !== undefined) continue
+          const spec: RunSpec = {
+            mode,
+            policy: scenario.policy,
+            prefix: "",
+            key: "hot",
+            inFlight: HOT_IN_FLIGHT,
+            leases: scenario.leases,
+            shards: scenario.shards,
+          }
+          try {
+            await fleet.prepare({ ...spec, prefix: `warm-${++id}` })
+            await fleet.phase(HOT_WARM_MS)
+            await fleet.finish()
+            await fleet.prepare({ ...spec, prefix: `run-${++id}` })
+            const run = await fleet.phase(HOT_RUN_MS)
+            await fleet.finish()
+            const allowance = scenario.allowance(run)
+            s.perSecond.push(run.perSecond)
+            s.over.push(Math.max(0, run.allowed - allowance) / scenario.periodBudget)
+            s.share.push(run.allowed / allowance)
+            s.errors += run.errors
+          } catch (error) {
+            s.failure = (error as Error).message.split("\n")[0]
+          }
+        }
+      }
+      const plain = median(samples.get("plain")!.perSecond)
+      const bound = (HOT_PROCESSES * kMaxOf(scenario)) / scenario.periodBudget
+      for (const mode of HOT_MODES) {
+        const s = samples.get(mode)!
+        if (s.perSecond.length === 0) {
+          console.log(`${scenario.label}, ${mode}: not measured (${s.failure ?? "no runs"})`)
+          rows.push([scenario.label, mode, "-", "-", "-", "-", "not measured"])
+          continue
+        }
+        const m = median(s.perSecond)
+        const over = median(s.over)
+        const x = m / plain
+        let verdict = ""
+        if (mode === "leases") {
+          verdict = `bound ${percent(bound)}`
+          if (scenario.judged) {
+            const pass = x >= LEASES_TARGET && Math.max(...s.over) <= OVER_TARGET
+            if (!pass) failures++
+            verdict += pass
+              ? `; PASS (>= ${LEASES_TARGET}x, <= ${percent(OVER_TARGET)})`
+              : `; FAIL (target >= ${LEASES_TARGET}x at <= ${percent(OVER_TARGET)})`
+          }
+        }
+        if (s.errors > 0) verdict += `; ${s.errors} errors`
+        if (s.failure !== undefined) verdict += `; failed later: ${s.failure}`
+        console.log(
+          `${scenario.label}, ${mode}: ${rate(m)}/s (runs: ${s.perSecond.map(rate).join(", ")}), over-admission ${s.over.map(percent).join(", ")}, admitted/allowance ${s.share.map(percent).join(", ")}`,
+        )
+        rows.push([
+          scenario.label,
+          mode,
+          `${rate(m)}/s`,
+          ratio(x),
+          percent(over),
+          percent(median(s.share)),
+          verdict,
+        ])
+      }
+      const leases = median(samples.get("leases")!.perSecond)
+      console.log(
+        `${scenario.label}: leases / plain = ${ratio(leases / plain)} (target ${LEASES_TARGET}x${scenario.judged ? "" : ", not judged here"})\n`,
+      )
+    }
+  } finally {
+    await fleet.stop()
+    await redis.stop()
+  }
+  console.log(
+    table(
+      ["scenario", "mode", "decisions", "vs plain", "over-admitted", "admitted/allowed", "notes"],
+      rows,
+    ),
+  )
+  console.log(
+    "over-admitted: median of (admitted - allowance) / one period's budget, 0 when under; notes give the leases' bound, HOT_PROCESSES x kMax, in the same unit",
+  )
+  return failures
+}
+
+async function main(): Promise<void> {
+  const cpu = os.cpus()
+  console.log(
+    `tollgate scale benchmark${QUICK ? " (BENCH_QUICK=1: smoke run, not for numbers)" : ""}`,
+  )
+  console.log(
+    `node ${process.version}, ${process.platform}/${process.arch}, ${cpu.length} x ${cpu[0]?.model ?? "unknown CPU"}, load average ${os.loadavg()[0].toFixed(2)}`,
+  )
+  let failures = 0
+  if (PART !== "redis") failures += await threadMain()
+  if (PART !== "threads") failures += await hotKeyMain()
   if (failures > 0) {
     console.log(`\n${failures} target(s) missed`)
     process.exitCode = 1

@@ -14,8 +14,10 @@
 // Targets from the issue: the 4-tier check at >= 0.3x the single-tier decisions/s on the
 // memory store, >= 0.5x on Redis (one round trip per check, not one per tier). Both
 // readings of "single tier" are printed: createLimiter with one policy, and the tiered
-// limiter with one tier. On Redis, createLimiter's calls in flight are batched into shared
-// script calls, while each multi-tier check is a script call of its own.
+// limiter with one tier. On Redis, calls in flight are batched into shared script calls,
+// createLimiter's and the tiered limiter's alike (one group of checks per request, each
+// all or nothing); the last table shows script calls and Redis's own script time per
+// decision, read from the server's command statistics.
 
 import { Redis } from "ioredis"
 import {
@@ -94,12 +96,16 @@ async function run(call: Async, worker: number, count: number): Promise<void> {
   for (let i = 0; i < count; i++) await call(worker * 7 + i * IN_FLIGHT)
 }
 
-/** scriptCalls reads how many EVALSHA / EVAL commands the server has run. */
-async function scriptCalls(client: Redis): Promise<number> {
+/** scriptStats reads how many EVALSHA / EVAL commands the server has run, and their time (µs). */
+async function scriptStats(client: Redis): Promise<{ calls: number; usec: number }> {
   const info = await client.info("commandstats")
   let calls = 0
-  for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) calls += Number(m[1])
-  return calls
+  let usec = 0
+  for (const m of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+),usec=(\d+)/g)) {
+    calls += Number(m[1])
+    usec += Number(m[2])
+  }
+  return { calls, usec }
 }
 
 function median(xs: readonly number[]): number {
@@ -182,14 +188,18 @@ async function redis(): Promise<void> {
       contenders.map(([name], c) => [name, rates[c]]),
       TARGET_REDIS,
     )
-    // Script calls per decision, from the server's own command counts.
-    console.log("  script calls (EVALSHA) per decision:")
+    // Script calls and script time per decision, from the server's own command statistics.
+    console.log("  per decision:                      script calls (EVALSHA)   Redis script time")
     for (const [name, call] of contenders) {
-      const before = await scriptCalls(client)
-      const n = 2000
+      const before = await scriptStats(client)
+      const n = 6400
       await Promise.all(Array.from({ length: IN_FLIGHT }, (_, w) => run(call, w, n / IN_FLIGHT)))
-      const per = ((await scriptCalls(client)) - before) / n
-      console.log(`    ${name.padEnd(32)} ${per.toFixed(2)}`)
+      const after = await scriptStats(client)
+      const calls = (after.calls - before.calls) / n
+      const usec = (after.usec - before.usec) / n
+      console.log(
+        `    ${name.padEnd(32)} ${calls.toFixed(2).padStart(8)}   ${usec.toFixed(1).padStart(19)} µs`,
+      )
     }
   } finally {
     client.disconnect()

@@ -75,6 +75,28 @@ export {
   type Reservation,
   type ReserveOptions,
 } from "./limiter/limiter.js"
+export {
+  type DeniedCache,
+  type DeniedCacheOptions,
+  type DeniedCacheStats,
+  deniedCache,
+  type SyncDeniedCache,
+} from "./scale/denied-cache.js"
+export {
+  type LocalLeases,
+  type LocalLeasesOptions,
+  type LocalLeasesStats,
+  localLeases,
+  type SyncLocalLeases,
+} from "./scale/leases.js"
+export {
+  type ShardablePolicy,
+  type ShardedOptions,
+  type ShardedPolicy,
+  type ShardSpec,
+  sharded,
+} from "./scale/sharded.js"
+export type { ShardBalance, ShardLevel } from "./scale/sharded-namespace.js"
 export { MemoryStore, type MemoryStoreOptions } from "./stores/memory-store.js"
 export { RedisStore, type RedisStoreOptions } from "./stores/redis/redis-store.js"
 export {

@@ -54,13 +54,7 @@ export function tokenBucketLimit(
     s[i] = next
     return decision(true, p.burst, tokens(p, next - now, slackMs), 0, next - now)
   }
-  return decision(
-    false,
-    p.burst,
-    tokens(p, tat - now, slackMs),
-    next - p.windowMs - now,
-    tat - now,
-  )
+  return decision(false, p.burst, tokens(p, tat - now, slackMs), next - p.windowMs - now, tat - now)
 }
 
 /** tokenBucketPeek is tokenBucketLimit for cost 0 without writing. */
@@ -74,13 +68,7 @@ export function tokenBucketPeek(
   const debt = tat - now
   const slackMs = slack(p, now)
   const allowed = debt <= p.windowMs + slackMs
-  return decision(
-    allowed,
-    p.burst,
-    tokens(p, debt, slackMs),
-    allowed ? 0 : debt - p.windowMs,
-    debt,
-  )
+  return decision(allowed, p.burst, tokens(p, debt, slackMs), allowed ? 0 : debt - p.windowMs, debt)
 }
 
 /** Grant is the outcome of a reservation: capacity committed for use at `executeAt`. */

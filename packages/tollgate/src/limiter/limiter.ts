@@ -13,7 +13,10 @@ import {
   TollgateError,
   UnsupportedError,
 } from "../errors.js"
+import { isSharded, sameLayout } from "../scale/sharded.js"
+import { type ShardBalance, ShardedNamespace } from "../scale/sharded-namespace.js"
 import { MemoryStore } from "../stores/memory-store.js"
+import { hasSink, limitInto, type Sink } from "../stores/sink.js"
 import type { MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
 import { checkCost, checkKey, checkOptions, checkWait } from "../validate.js"
 import { Monotonic } from "./monotonic.js"
@@ -136,6 +139,8 @@ export interface Limiter<S extends boolean = boolean> {
   /** setPolicy changes the policy at runtime; admitted requests stay admitted. */
   setPolicy(policy: Policy): void
   stats(): LimiterStats
+  /** shardBalance reports each shard's level of `key` (a sharded() policy only: UnsupportedError otherwise). */
+  shardBalance(key: string): Answer<S, ShardBalance>
 }
 
 interface Waiter {
@@ -211,6 +216,67 @@ function then<T, U>(value: MaybePromise<T>, fn: (v: T) => U | Promise<U>): Promi
   }
 }
 
+/** Outcome: how a limiter ends a limit() call that a store answered into a LimitCall. */
+interface Outcome {
+  count(d: Decision): Decision
+  failed(error: unknown, key: string, cost: number, now: number): MaybePromise<Decision>
+}
+
+type Settle = (value: Decision | PromiseLike<Decision>) => void
+
+let settleNext: Settle = () => {}
+let failNext: (reason: unknown) => void = () => {}
+
+/** capture is the executor of limit()'s promises: it hands their resolving functions out without a closure per call. */
+function capture(resolve: Settle, reject: (reason: unknown) => void): void {
+  settleNext = resolve
+  failNext = reject
+}
+
+/**
+ * LimitCall: one limit() through a store with the fast path (stores/sink.ts): the sink of
+ * the store's answer, which settles the promise limit() returned.
+ */
+class LimitCall implements Sink<Decision> {
+  readonly outcome: Outcome
+  readonly key: string
+  readonly cost: number
+  readonly now: number
+  readonly settle: Settle
+  readonly fail: (reason: unknown) => void
+
+  constructor(outcome: Outcome, key: string, cost: number, now: number) {
+    this.outcome = outcome
+    this.key = key
+    this.cost = cost
+    this.now = now
+    this.settle = settleNext
+    this.fail = failNext
+  }
+
+  resolve(d: Decision): void {
+    let answer: Decision
+    try {
+      answer = this.outcome.count(d)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.settle(answer)
+  }
+
+  reject(error: unknown): void {
+    let answer: MaybePromise<Decision>
+    try {
+      answer = this.outcome.failed(error, this.key, this.cost, this.now)
+    } catch (failure) {
+      this.fail(failure)
+      return
+    }
+    this.settle(answer)
+  }
+}
+
 function denied(d: Decision, retryAfterMs: number): Decision {
   return { ...d, allowed: false, retryAfterMs: Math.max(d.retryAfterMs, retryAfterMs) }
 }
@@ -224,6 +290,8 @@ class RateLimiter implements Limiter<boolean> {
   readonly #time: Monotonic
   readonly #onStoreError: OnStoreError
   #fallback: Namespace | undefined
+  /** #sharded: the unguarded namespace of a sharded() policy, for shardBalance. */
+  #sharded: ShardedNamespace | undefined
   readonly #guard: StoreGuard | undefined
   readonly #maxKeyLength: number
   readonly #maxQueue: number
@@ -235,6 +303,11 @@ class RateLimiter implements Limiter<boolean> {
   #waiting = 0
   readonly #queues = new Map<string, Queue>()
   readonly #scheduler: Scheduler<Job>
+  /** #outcome: how limit() calls answered through the fast path end (made once). */
+  readonly #outcome: Outcome = {
+    count: (d) => this.#count(d),
+    failed: (error, key, cost, now) => this.#failed(error, key, cost, now),
+  }
 
   constructor(options: LimiterOptions) {
     if (typeof options !== "object" || options === null) {
@@ -321,7 +394,10 @@ class RateLimiter implements Limiter<boolean> {
 
   /** #open opens the store's namespace for a policy, guarded when the store is asynchronous. */
   #open(policy: Policy): Namespace {
-    const ns = this.#store.namespace(this.prefix, policy)
+    this.#sharded = isSharded(policy)
+      ? new ShardedNamespace(this.#store, this.prefix, policy)
+      : undefined
+    const ns = this.#sharded ?? this.#store.namespace(this.prefix, policy)
     return this.#guard === undefined ? ns : this.#guard.wrap(ns)
   }
 
@@ -369,19 +445,41 @@ class RateLimiter implements Limiter<boolean> {
     return this.#limitAsync(key, cost, now, requestId)
   }
 
-  async #limitAsync(
+  /**
+   * #limitAsync decides through an asynchronous store. Over one with the fast path (the
+   * RedisStore) the store answers a LimitCall, and the promise returned is the only one
+   * made for the call.
+   */
+  #limitAsync(
     key: string,
     cost: number,
     now: number,
     requestId: string | undefined,
   ): Promise<Decision> {
-    let d: Decision
-    try {
-      d = await Promise.resolve(this.#ns.limit(key, cost, now, requestId))
-    } catch (error) {
-      return this.#failed(error, key, cost, now)
+    const ns = this.#ns
+    if (hasSink(ns)) {
+      const promise = new Promise<Decision>(capture)
+      const call = new LimitCall(this.#outcome, key, cost, now)
+      try {
+        ns[limitInto](call, key, cost, now, requestId)
+      } catch (error) {
+        call.reject(error)
+      }
+      return promise
     }
-    return this.#count(d)
+    let d: MaybePromise<Decision>
+    try {
+      d = ns.limit(key, cost, now, requestId)
+    } catch (error) {
+      try {
+        return Promise.resolve(this.#failed(error, key, cost, now))
+      } catch (failure) {
+        return Promise.reject(failure)
+      }
+    }
+    return Promise.resolve(d).then(this.#outcome.count, (error: unknown) =>
+      this.#failed(error, key, cost, now),
+    )
   }
 
   /** #count records a decision in the stats and turns a raw lease into a Lease. */
@@ -498,7 +596,7 @@ class RateLimiter implements Limiter<boolean> {
   setPolicy(policy: Policy): void {
     assertPolicy(policy)
     const now = this.#now()
-    if (policy.kind === this.#policy.kind) {
+    if (policy.kind === this.#policy.kind && sameLayout(policy, this.#policy)) {
       this.#ns.setPolicy(policy, now)
       if (typeof this.#onStoreError === "object") {
         this.#fallback?.setPolicy(sharePolicy(policy, this.#onStoreError.instances ?? 1), now)
@@ -527,6 +625,15 @@ class RateLimiter implements Limiter<boolean> {
       failOpen: this.#failOpen,
       waiting: this.#waiting,
     }
+  }
+
+  shardBalance(key: string): MaybePromise<ShardBalance> {
+    checkKey(key, this.#maxKeyLength)
+    const sharded = this.#sharded
+    if (sharded === undefined) {
+      throw new UnsupportedError("shardBalance needs a policy from sharded()")
+    }
+    return this.#plain(() => sharded.balance(key, this.#now()))
   }
 
   reserve(key: string, options?: ReserveOptions): Promise<Reservation> {

@@ -39,6 +39,34 @@ interface Remembered {
   expiresAt: number
 }
 
+/** STATE_WIDTH: room for the numeric state of any kind (numbers per key). */
+const STATE_WIDTH = Math.max(...Object.values(NUMERIC).map((k) => k.width))
+
+/**
+ * Touch: one check of a limitAll in progress and how to take it back. Reused from call to
+ * call (the store is synchronous, so one call runs at a time).
+ */
+class Touch {
+  ns!: MemoryNamespace
+  key = ""
+  /** slot: the key's slot when it had state, else -1 (its state waits in `numbers` / `object` of `owner`). */
+  slot = -1
+  /** owner: for a key with no state yet, the first touch of that key in this call (it holds the state). */
+  owner: Touch = this
+  /** numbers: the slot's numbers before this check, or (slot -1) the new key's state. */
+  readonly numbers = new Float64Array(STATE_WIDTH)
+  /** object: the state object before this check (a copy), or (slot -1) the new key's state. */
+  object: unknown
+  /** lease: the lease a concurrency check takes once the whole call is admitted. */
+  lease: Decision["lease"]
+
+  release(): void {
+    this.object = undefined
+    this.lease = undefined
+    this.owner = this
+  }
+}
+
 /** Shared is the state behind one (prefix, kind): every namespace opened on it sees it. */
 interface Shared {
   table: KeyTable<unknown>
@@ -61,6 +89,8 @@ export class MemoryStore implements SyncStore {
   readonly maxKeys: number
   private readonly shared = new Map<string, Shared>()
   private readonly budget: KeyBudget
+  /** touches: the records of the checks of the limitAll in progress. */
+  private readonly touches: Touch[] = []
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== "object" || options === null) {
@@ -89,19 +119,47 @@ export class MemoryStore implements SyncStore {
     return this.budget.size
   }
 
+  /**
+   * limitAll admits every check or none, in one pass: the checks run in order on the live
+   * state (a new key's state waits aside until the end), each remembering what it
+   * changed, so a check sees what earlier checks of the same call on the same key took.
+   * When one is denied, every change is taken back, newest first, and the decisions are
+   * those of that run: for distinct keys, whether each check alone would pass.
+   */
   limitAll(checks: readonly Check[], now: number): Decision[] {
-    const spaces = checks.map((check, i) => {
-      if (!(check.namespace instanceof MemoryNamespace) || check.namespace.store !== this) {
+    const n = checks.length
+    for (let i = 0; i < n; i++) {
+      const ns = checks[i].namespace
+      if (!(ns instanceof MemoryNamespace) || ns.store !== this) {
         throw new ArgumentError(
           `checks[${i}].namespace`,
           "expected a namespace of this MemoryStore",
         )
       }
-      return check.namespace
-    })
-    const probes = checks.map((check, i) => spaces[i].probe(check.key, check.cost, now))
-    if (!probes.every((d) => d.allowed)) return probes
-    return checks.map((check, i) => spaces[i].limitNow(check.key, check.cost, now))
+    }
+    const touches = this.touches
+    while (touches.length < n) touches.push(new Touch())
+    const decisions: Decision[] = []
+    let allowed = true
+    let staged = 0
+    try {
+      for (; staged < n; staged++) {
+        const c = checks[staged]
+        const t = touches[staged]
+        const ns = c.namespace as unknown as MemoryNamespace
+        const d = ns.stage(t, c.key, c.cost, now, touches, staged)
+        decisions.push(d)
+        if (!d.allowed) allowed = false
+      }
+      if (allowed) {
+        for (let i = 0; i < n; i++) touches[i].ns.commit(touches[i], decisions[i], now)
+      }
+    } finally {
+      if (!allowed || staged < n)
+        for (let i = staged - 1; i >= 0; i--) touches[i].ns.undo(touches[i])
+      for (let i = 0; i < staged; i++) touches[i].release()
+    }
+    return decisions
   }
 
   namespace(prefix: string, policy: Policy): SyncNamespace {
@@ -160,9 +218,43 @@ abstract class MemoryNamespace {
   }
 
   abstract limitNow(key: string, cost: number, now: number): Decision
-  /** probe: the decision limit() would make, without writing anything. */
-  abstract probe(key: string, cost: number, now: number): Decision
   abstract adjust(key: string, delta: number, now: number): Decision
+  /**
+   * stage: limit() as one check of a limitAll (touches[index] is `t`). A key with state
+   * changes in place, `t` keeping what it held before; a new key's state is kept in the
+   * touch that first saw it in this call (found among touches[0..index)), not yet placed.
+   */
+  abstract stage(
+    t: Touch,
+    key: string,
+    cost: number,
+    now: number,
+    touches: readonly Touch[],
+    index: number,
+  ): Decision
+  /** commit finishes an admitted check: places a new key, hands out a lease. */
+  abstract commit(t: Touch, d: Decision, now: number): void
+  /** undo puts back the state the key had before this check (touches are undone newest first). */
+  abstract undo(t: Touch): void
+
+  /** begin fills in a touch for `key`; it answers the slot (or -1 and sets t.owner). */
+  protected begin(t: Touch, key: string, touches: readonly Touch[], index: number): number {
+    t.ns = this
+    t.key = key
+    const slot = this.shared.table.find(key)
+    t.slot = slot
+    if (slot < 0) {
+      for (let j = 0; j < index; j++) {
+        const o = touches[j]
+        if (o.slot < 0 && o.owner === o && o.key === key && o.ns.shared === this.shared) {
+          t.owner = o
+          return slot
+        }
+      }
+      t.owner = t
+    }
+    return slot
+  }
 
   limit(key: string, cost: number, now: number, requestId?: string): Decision {
     if (requestId === undefined) return this.limitNow(key, cost, now)
@@ -243,14 +335,45 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     return d
   }
 
-  probe(key: string, cost: number, now: number): Decision {
-    const table = this.shared.table
+  stage(
+    t: Touch,
+    key: string,
+    cost: number,
+    now: number,
+    touches: readonly Touch[],
+    index: number,
+  ): Decision {
     const k = this.kernel
-    const slot = table.map.get(key)
-    const s = this.scratch
-    if (slot === undefined) s.fill(0)
-    else s.set(table.data.subarray(slot * k.width, (slot + 1) * k.width))
-    return k.limit(this.policy, s, 0, now, cost)
+    const slot = this.begin(t, key, touches, index)
+    if (slot < 0) {
+      const state = t.owner.numbers
+      if (t.owner === t) state.fill(0)
+      return k.limit(this.policy, state, 0, now, cost)
+    }
+    const data = this.shared.table.data
+    const at = slot * k.width
+    const before = t.numbers
+    for (let j = 0; j < k.width; j++) before[j] = data[at + j]
+    return k.limit(this.policy, data, at, now, cost)
+  }
+
+  commit(t: Touch, _d: Decision, now: number): void {
+    if (t.slot >= 0 || t.owner !== t) return
+    const k = this.kernel
+    const state = t.numbers
+    if (k.empty(this.policy, state, 0, now)) return
+    const table = this.shared.table
+    const at = table.add(t.key, now) * k.width
+    const data = table.data
+    for (let j = 0; j < k.width; j++) data[at + j] = state[j]
+  }
+
+  undo(t: Touch): void {
+    if (t.slot < 0) return
+    const k = this.kernel
+    const data = this.shared.table.data
+    const at = t.slot * k.width
+    for (let j = 0; j < k.width; j++) data[at + j] = t.numbers[j]
   }
 
   adjust(key: string, delta: number, now: number): Decision {
@@ -332,14 +455,35 @@ class LogNamespace extends MemoryNamespace implements SyncNamespace {
     return d
   }
 
-  probe(key: string, cost: number, now: number): Decision {
+  stage(
+    t: Touch,
+    key: string,
+    cost: number,
+    now: number,
+    touches: readonly Touch[],
+    index: number,
+  ): Decision {
     const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
-    const slot = this.shared.table.map.get(key)
-    const st =
-      slot === undefined
-        ? newLogState()
-        : cloneLogState(this.shared.table.objects[slot] as LogState)
+    const slot = this.begin(t, key, touches, index)
+    let st: LogState
+    if (slot >= 0) {
+      st = this.shared.table.objects[slot] as LogState
+      t.object = cloneLogState(st)
+    } else {
+      if (t.owner === t) t.object = newLogState()
+      st = t.owner.object as LogState
+    }
     return slidingWindowLogLimit(p, st, now, cost)
+  }
+
+  commit(t: Touch, _d: Decision, now: number): void {
+    if (t.slot >= 0 || t.owner !== t) return
+    const st = t.object as LogState
+    if (st.sum > 0) this.shared.table.objects[this.shared.table.add(t.key, now)] = st
+  }
+
+  undo(t: Touch): void {
+    if (t.slot >= 0) this.shared.table.objects[t.slot] = t.object
   }
 
   adjust(key: string, delta: number, now: number): Decision {
@@ -388,14 +532,41 @@ class LeaseNamespace extends MemoryNamespace implements SyncNamespace {
     return d
   }
 
-  probe(key: string, cost: number, now: number): Decision {
+  stage(
+    t: Touch,
+    key: string,
+    cost: number,
+    now: number,
+    touches: readonly Touch[],
+    index: number,
+  ): Decision {
     const p = this.policy as Extract<Policy, { kind: "concurrency" }>
-    const slot = this.shared.table.map.get(key)
-    const st =
-      slot === undefined
-        ? newLeaseState()
-        : cloneLeaseState(this.shared.table.objects[slot] as LeaseState)
-    return concurrencyLimit(p, st, now, cost, "")
+    const slot = this.begin(t, key, touches, index)
+    let st: LeaseState
+    if (slot >= 0) {
+      st = this.shared.table.objects[slot] as LeaseState
+      t.object = cloneLeaseState(st)
+    } else {
+      if (t.owner === t) t.object = newLeaseState()
+      st = t.owner.object as LeaseState
+    }
+    const id = `${++this.shared.leases}`
+    const d = concurrencyLimit(p, st, now, cost, id)
+    if (d.allowed && cost > 0) {
+      t.lease = { id, key, cost, expiresAt: now + p.leaseTimeoutMs } as Decision["lease"]
+    }
+    return d
+  }
+
+  commit(t: Touch, d: Decision, now: number): void {
+    if (t.lease !== undefined) d.lease = t.lease
+    if (t.slot >= 0 || t.owner !== t) return
+    const st = t.object as LeaseState
+    if (st.leases.length > 0) this.shared.table.objects[this.shared.table.add(t.key, now)] = st
+  }
+
+  undo(t: Touch): void {
+    if (t.slot >= 0) this.shared.table.objects[t.slot] = t.object
   }
 
   adjust(_key: string, _delta: number, _now: number): Decision {

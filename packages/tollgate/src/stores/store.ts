@@ -16,10 +16,11 @@ export interface Store {
   readonly synchronous: boolean
   namespace(prefix: string, policy: Policy): Namespace
   /**
-   * limitAll admits every check or none (multi-tier limits). When all pass, each is
-   * consumed and every decision is allowed. Otherwise nothing is consumed and each
-   * decision says whether its own check alone would have passed. Checks name namespaces
-   * of this store.
+   * limitAll admits every check or none (multi-tier limits). The checks are decided in
+   * order, each seeing what earlier checks of the call on the same key took. When all
+   * pass, each is consumed and every decision is allowed. Otherwise nothing is consumed
+   * and the decisions are those of that run: for distinct keys, whether each check alone
+   * would have passed. Checks name namespaces of this store.
    */
   limitAll(checks: readonly Check[], now: number): MaybePromise<Decision[]>
 }

@@ -2,7 +2,7 @@
 // behind stats(). Pure functions over the checks of one request and their decisions.
 
 import type { Decision } from "../core/decision.js"
-import type { Check } from "../stores/store.js"
+import type { Check, Namespace } from "../stores/store.js"
 import type { Limit, Slot, Tier } from "./resolve.js"
 
 /** TierDecision: one tier's part of a TieredDecision. */
@@ -78,7 +78,10 @@ export interface Counter {
 }
 
 /** Entry: one check of a request, with what it is for and, once decided, its decision. */
-export interface Entry extends Check {
+export class Entry implements Check {
+  readonly namespace: Namespace
+  readonly key: string
+  readonly cost: number
   readonly kind: "tier" | "penalty" | "request-id"
   readonly slot: Slot
   /** limit, tier: set for tier entries (tier also for penalty entries). */
@@ -87,8 +90,27 @@ export interface Entry extends Check {
   /** penalty: for a tier entry, the index of its penalty entry, else -1. */
   readonly penalty: number
   /** active: still part of the all-or-nothing check (a failing shadow tier is dropped). */
-  active: boolean
-  result: Decision | undefined
+  active = true
+  result: Decision | undefined = undefined
+
+  constructor(
+    kind: Entry["kind"],
+    slot: Slot,
+    key: string,
+    cost: number,
+    limit: Limit | undefined,
+    tier: Tier | undefined,
+    penalty: number,
+  ) {
+    this.namespace = slot.ns
+    this.key = key
+    this.cost = cost
+    this.kind = kind
+    this.slot = slot
+    this.limit = limit
+    this.tier = tier
+    this.penalty = penalty
+  }
 }
 
 /** unlimited is the decision for a request no enforcing tier limits. */

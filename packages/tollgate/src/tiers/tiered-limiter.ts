@@ -8,7 +8,7 @@ import { checkConfig, type TieredConfig } from "./config.js"
 import { runtime, type TieredLimiterOptions } from "./options.js"
 import {
   type Counter,
-  type Entry,
+  Entry,
   type TieredDecision,
   type TieredStats,
   type TierStats,
@@ -81,29 +81,6 @@ function checkAmount(value: unknown, name: string): number {
   return value
 }
 
-function entry(
-  kind: Entry["kind"],
-  slot: Slot,
-  key: string,
-  cost: number,
-  limit: Entry["limit"],
-  tier: Entry["tier"],
-  penalty: number,
-): Entry {
-  return {
-    namespace: slot.ns,
-    key,
-    cost,
-    kind,
-    slot,
-    limit,
-    tier,
-    penalty,
-    active: true,
-    result: undefined,
-  }
-}
-
 class TieredRateLimiter implements TieredLimiter<boolean> {
   readonly prefix: string
   readonly #store: Store
@@ -164,7 +141,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     checkRequest(request, "request")
     const c = this.#compiled
     const read = this.#reader
-    read.resolve(c, request)
+    const steps = read.resolve(c, request).steps
     if (c.deny?.matches(read)) {
       this.#checker.totals.listedDenied++
       this.#checker.totals.denied++
@@ -181,12 +158,9 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
       return d
     }
     const entries: Entry[] = []
-    const tiers = c.tiers
-    for (let i = 0; i < tiers.length; i++) {
-      const limit = read.limit(c, i)
-      if (limit === null || limit === undefined) continue
-      const tier = tiers[i]
-      const key = read.key(tier.fields)
+    for (let i = 0; i < steps.length; i++) {
+      const { tier, limit, penalty } = steps[i]
+      const key = tier.key(read)
       if (key === undefined) continue
       const units = tier.cost ? cost : 1
       if (units > limit.policy.limit) {
@@ -195,12 +169,12 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
           `cost ${units} is above tier "${tier.name}"'s limit of ${limit.policy.limit} for this request, so it could never be admitted`,
         )
       }
-      let penalty = -1
-      if (tier.penalty !== undefined && !limit.shadow) {
-        penalty = entries.length
-        entries.push(entry("penalty", tier.penalty, key, 0, undefined, tier, -1))
+      let at = -1
+      if (penalty !== undefined) {
+        at = entries.length
+        entries.push(new Entry("penalty", penalty, key, 0, undefined, tier, -1))
       }
-      entries.push(entry("tier", limit, key, units, limit, tier, penalty))
+      entries.push(new Entry("tier", limit, key, units, limit, tier, at))
     }
     if (entries.length > 0) return entries
     this.#checker.totals.allowed++
@@ -276,7 +250,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     }
     att.requestKey = key
     att.requestWindowMs = windowMs
-    att.entries.push(entry("request-id", slot, key, 1, undefined, undefined, -1))
+    att.entries.push(new Entry("request-id", slot, key, 1, undefined, undefined, -1))
   }
 
   #reservation(att: Attempt | undefined, d: TieredDecision, estimate: number): TieredReservation {
@@ -322,7 +296,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
   reset(principal: TierRequest): MaybePromise<string[]> {
     checkRequest(principal, "principal")
     const read = this.#reader
-    read.request = principal
+    read.point(principal)
     read.plan = read.raw("plan")
     read.modelClass = read.raw("modelClass")
     const given = Object.keys(principal).some((k) => principal[k] != null)
@@ -330,7 +304,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     const calls: (() => MaybePromise<unknown>)[] = []
     for (const tier of this.#compiled.tiers) {
       if (tier.fields.length > 0 !== given) continue
-      const key = read.key(tier.fields)
+      const key = tier.key(read)
       if (key === undefined) continue
       names.push(tier.name)
       const slots = tier.penalty === undefined ? tier.slots : [...tier.slots, tier.penalty]

@@ -39,7 +39,7 @@ export function usageOf(
   now: number,
   run: Read,
 ): MaybePromise<TieredUsage> {
-  read.resolve(c, request)
+  const steps = read.resolve(c, request).steps
   const report: TieredUsage = { plan: read.plan, modelClass: read.modelClass, tiers: {} }
   if (c.deny?.matches(read)) report.listed = "deny"
   else if (c.allow?.matches(read)) report.listed = "allow"
@@ -47,18 +47,13 @@ export function usageOf(
   const shadows: boolean[] = []
   const peeks: MaybePromise<Decision>[] = []
   const blocks: (MaybePromise<Decision> | undefined)[] = []
-  for (const tier of c.tiers) {
-    const limit = read.limit(c, tier.index)
-    if (limit === null || limit === undefined) continue
-    const key = read.key(tier.fields)
+  for (const { tier, limit, penalty } of steps) {
+    const key = tier.key(read)
     if (key === undefined) continue
     names.push(tier.name)
     shadows.push(limit.shadow)
     peeks.push(run(() => limit.ns.peek(key, now)))
-    const penalty = tier.penalty
-    blocks.push(
-      penalty === undefined || limit.shadow ? undefined : run(() => penalty.ns.peek(key, now)),
-    )
+    blocks.push(penalty === undefined ? undefined : run(() => penalty.ns.peek(key, now)))
   }
   const build = (ds: readonly Decision[], bs: readonly (Decision | undefined)[]): TieredUsage => {
     names.forEach((name, i) => {

@@ -338,22 +338,43 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
   it(
     "limitAll across algorithms: all or nothing, alike",
     async () => {
+      // The last policy has a namespace of its own (another prefix): a log long enough
+      // that Redis reads it in parts.
       const mixed: Policy[] = [
         tokenBucket({ rate: 5, burst: 3 }),
         slidingWindowLog({ limit: 4, window: "1s" }),
         fixedWindow({ limit: 5, window: "1s" }),
         slidingWindowCounter({ limit: 4, window: "1s" }),
         concurrency({ limit: 3, leaseTimeout: "1s" }),
+        slidingWindowLog({ limit: 12, window: "1s" }),
       ]
-      type MixedOp =
-        | { t: "advance"; ms: number }
+      type Call =
         | { t: "all"; checks: { ns: number; key: string; cost: number }[] }
         | { t: "one"; ns: number; key: string; cost: number }
+      // together: calls made in one tick; on the Redis side limitAll groups then share
+      // script calls (and a plain limit among them must keep its place).
+      type MixedOp = { t: "advance"; ms: number } | Call | { t: "together"; calls: Call[] }
       const check = fc.record({
         ns: fc.nat(mixed.length - 1),
         key: fc.constantFrom("a", "b"),
         cost,
       })
+      // twice: one key checked two or three times in one limitAll (with another check
+      // before or after them): the later checks must see what the earlier ones took.
+      const twice = fc
+        .record({
+          ns: fc.nat(mixed.length - 1),
+          key: fc.constantFrom("a", "b"),
+          costs: fc.array(cost, { minLength: 2, maxLength: 3 }),
+          other: fc.option(check, { nil: undefined }),
+          otherFirst: fc.boolean(),
+        })
+        .map(({ ns, key, costs, other, otherFirst }) => {
+          const same = costs.map((c) => ({ ns, key, cost: c }))
+          const checks =
+            other === undefined ? same : otherFirst ? [other, ...same] : [...same, other]
+          return { t: "all", checks } as MixedOp
+        })
       const op: fc.Arbitrary<MixedOp> = fc.oneof(
         fc.constantFrom(0, 1, 50, 300, 1000).map((ms) => ({ t: "advance", ms }) as MixedOp),
         fc
@@ -362,34 +383,73 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
         fc
           .array(check, { minLength: 1, maxLength: 4 })
           .map((checks) => ({ t: "all", checks }) as MixedOp),
+        twice,
+        twice,
         check.map((c) => ({ t: "one", ...c }) as MixedOp),
       )
+      const call: fc.Arbitrary<Call> = fc.oneof(
+        fc
+          .array(check, { minLength: 1, maxLength: 4 })
+          .map((checks) => ({ t: "all", checks }) as Call),
+        twice as fc.Arbitrary<Call>,
+        check.map((c) => ({ t: "one", ...c }) as Call),
+      )
+      const ops = fc.array(
+        fc.oneof(
+          { arbitrary: op, weight: 4 },
+          {
+            arbitrary: fc
+              .array(call, { minLength: 2, maxLength: 8 })
+              .map((calls) => ({ t: "together", calls }) as MixedOp),
+            weight: 1,
+          },
+        ),
+        { minLength: 1, maxLength: 30 },
+      )
       await fc.assert(
-        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+        fc.asyncProperty(ops, async (ops) => {
           const prefix = `all${run++}`
           const memoryStore = new MemoryStore()
-          const m = mixed.map((p) => memoryStore.namespace(prefix, p))
-          const r = mixed.map((p) => store.namespace(prefix, p))
+          const name = (i: number) => (i === mixed.length - 1 ? `${prefix}-long` : prefix)
+          const m = mixed.map((p, i) => memoryStore.namespace(name(i), p))
+          const r = mixed.map((p, i) => store.namespace(name(i), p))
           let now = 1_780_000_000_000.5
+          const checks = (o: Call & { t: "all" }, spaces: Namespace[]): Check[] =>
+            o.checks.map((c) => ({
+              namespace: spaces[c.ns],
+              key: c.key,
+              cost: Math.min(c.cost, mixed[c.ns].limit),
+            }))
+          const onMemory = (o: Call): Decision[] =>
+            o.t === "one"
+              ? [m[o.ns].limit(o.key, Math.min(o.cost, mixed[o.ns].limit), now) as Decision]
+              : memoryStore.limitAll(checks(o, m), now)
+          const onRedis = async (o: Call): Promise<Decision[]> =>
+            o.t === "one"
+              ? [await r[o.ns].limit(o.key, Math.min(o.cost, mixed[o.ns].limit), now)]
+              : store.limitAll(checks(o, r), now)
           for (let i = 0; i < ops.length; i++) {
             const o = ops[i]
             const step = `step ${i}: ${JSON.stringify(o)}`
             if (o.t === "advance") now += o.ms
-            else if (o.t === "one") {
-              const c = Math.min(o.cost, mixed[o.ns].limit)
-              const md = m[o.ns].limit(o.key, c, now) as Decision
-              const rd = await r[o.ns].limit(o.key, c, now)
-              expect(plain(rd), step).toEqual(plain(md))
+            else if (o.t === "together") {
+              const md = o.calls.map(onMemory)
+              const rd = await Promise.all(o.calls.map(onRedis))
+              for (let j = 0; j < md.length; j++) {
+                expect(rd[j].map(plain), `${step} [${j}]`).toEqual(md[j].map(plain))
+              }
             } else {
-              const checks = (spaces: Namespace[]): Check[] =>
-                o.checks.map((c) => ({
-                  namespace: spaces[c.ns],
-                  key: c.key,
-                  cost: Math.min(c.cost, mixed[c.ns].limit),
-                }))
-              const md = memoryStore.limitAll(checks(m), now)
-              const rd = await store.limitAll(checks(r), now)
-              expect(rd.map(plain), step).toEqual(md.map(plain))
+              const md = onMemory(o)
+              expect((await onRedis(o)).map(plain), step).toEqual(md.map(plain))
+            }
+          }
+          // Both sides hold the same state in the end.
+          for (let ns = 0; ns < mixed.length; ns++) {
+            for (const k of ["a", "b"]) {
+              const md = m[ns].peek(k, now) as Decision
+              expect(plain(await r[ns].peek(k, now)), `final peek of ${k} in ${ns}`).toEqual(
+                plain(md),
+              )
             }
           }
         }),
@@ -398,6 +458,103 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
     },
     30_000 + RUNS * 20,
   )
+
+  it("limitAll counts one key checked twice together, alike", async () => {
+    // Each check alone would pass; together they exceed the limit: both stores deny the
+    // call and leave the key as it was.
+    const cases: [Policy, number, number][] = [
+      [tokenBucket({ rate: 1, period: "1h", burst: 5 }), 3, 3],
+      [slidingWindowLog({ limit: 5, window: "1h" }), 3, 3],
+      [slidingWindowCounter({ limit: 5, window: "1h" }), 3, 3],
+      [fixedWindow({ limit: 5, window: "1h" }), 3, 3],
+      [concurrency({ limit: 5, leaseTimeout: "1h" }), 3, 3],
+    ]
+    const now = 1_780_000_000_000.5
+    for (const [policy, first, second] of cases) {
+      const prefix = `twice${run++}`
+      const memoryStore = new MemoryStore()
+      const m = memoryStore.namespace(prefix, policy)
+      const r = store.namespace(prefix, policy)
+      for (const [ns, s] of [
+        [m, memoryStore],
+        [r, store],
+      ] as const) {
+        const step = `${policy.kind} on ${s === store ? "redis" : "memory"}`
+        // A key with state already, and a new one.
+        expect((await ns.limit("old", 1, now)).allowed, step).toBe(true)
+        for (const key of ["old", "new"]) {
+          const before = plain(await ns.peek(key, now))
+          const ds = await s.limitAll(
+            [
+              { namespace: ns, key, cost: first },
+              { namespace: ns, key, cost: second },
+            ],
+            now,
+          )
+          expect(
+            ds.map((d) => d.allowed),
+            `${step}, ${key}`,
+          ).toEqual([true, false])
+          expect(ds[0].lease, step).toBeUndefined()
+          expect(plain(await ns.peek(key, now)), `${step}, ${key}: nothing consumed`).toEqual(
+            before,
+          )
+          // Within the limit together, both are admitted and both counted.
+          const ok = await s.limitAll(
+            [
+              { namespace: ns, key, cost: 1 },
+              { namespace: ns, key, cost: 1 },
+            ],
+            now,
+          )
+          expect(
+            ok.map((d) => d.allowed),
+            step,
+          ).toEqual([true, true])
+          expect(ok[1].remaining, step).toBe(ok[0].remaining - 1)
+        }
+      }
+      for (const key of ["old", "new"]) {
+        expect(plain(await r.peek(key, now)), `${policy.kind}: ${key} alike`).toEqual(
+          plain(m.peek(key, now) as Decision),
+        )
+      }
+    }
+  })
+
+  it("limitAll: a log checked twice is read as the first check left it, alike", async () => {
+    // The newest entry is later than the call's time (a caller whose clock is behind), so
+    // the first check adds to it, and the second, denied, must count it grown to find its
+    // retry time. With three entries Redis reads the log in parts.
+    const policy = slidingWindowLog({ limit: 5, window: "1h" })
+    const now = 1_780_000_000_000.5
+    for (const entries of [
+      [[10, 1]],
+      [
+        [-20, 0.5],
+        [-10, 0.5],
+        [10, 1],
+      ],
+    ]) {
+      const prefix = `log${run++}`
+      const memoryStore = new MemoryStore()
+      const m = memoryStore.namespace(prefix, policy)
+      const r = store.namespace(prefix, policy)
+      for (const [at, c] of entries) {
+        m.limit("k", c, now + at)
+        await r.limit("k", c, now + at)
+      }
+      const checks = (namespace: Namespace): Check[] => [
+        { namespace, key: "k", cost: 2 },
+        { namespace, key: "k", cost: 5 },
+      ]
+      const md = memoryStore.limitAll(checks(m), now)
+      const rd = await store.limitAll(checks(r), now)
+      expect(md.map((d) => d.allowed)).toEqual([true, false])
+      expect(md[1].retryAfterMs).toBe(3_600_000 + 10)
+      expect(rd.map(plain), JSON.stringify(entries)).toEqual(md.map(plain))
+    }
+  })
 
   it("leaves no key without a TTL", async () => {
     const { scanned, missing } = await keysWithoutTtl([server], "*")

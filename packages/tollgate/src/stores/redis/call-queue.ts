@@ -37,6 +37,12 @@ export interface CallKind {
   readonly whole: boolean
   /** header: the arguments that precede the items (the policy). */
   header(items: readonly Item[]): readonly (string | number)[]
+  /**
+   * tail: an item joins an open call only while that call is the newest on its lane. For
+   * calls whose items span several namespaces (limit-all), which must keep their place
+   * among those namespaces' own calls.
+   */
+  readonly tail?: boolean
 }
 
 interface Call {
@@ -46,6 +52,8 @@ interface Call {
 
 /** Lane: the calls for one Cluster slot (or the whole server), sent in order. */
 interface Lane {
+  /** slot: the Cluster slot, or -1 on a single server. */
+  readonly slot: number
   /** tag: a hash tag of the lane's slot, for the replay guard's keys. */
   readonly tag: string
   /** seq: calls guarded so far; each gets its own bit in the guard bitmaps. */
@@ -59,8 +67,18 @@ interface Lane {
   outstanding: number
 }
 
+/** PipelineClient: the pipelines of ioredis `Redis` and `Cluster`, as the queue uses them. */
+interface PipelineClient {
+  pipeline?(): {
+    callBuffer(command: string, args: Arg[]): unknown
+    exec(): Promise<[error: Error | null, value: unknown][] | null>
+  }
+  /** slots: on a Cluster, the nodes serving each slot. */
+  readonly slots?: readonly (readonly string[] | undefined)[]
+}
+
 export interface CallQueueOptions {
-  client: ScriptClient & { del(keys: string[]): Promise<unknown> }
+  client: ScriptClient & PipelineClient & { del(keys: string[]): Promise<unknown> }
   time: "server" | "client"
   maxBatch: number
   replayWindowMs: number
@@ -71,14 +89,25 @@ export interface CallQueueOptions {
 const GUARD_BITS = 65536
 
 const REPLAYED = "TOLLGATE_REPLAYED"
+/**
+ * MAX_OUTSTANDING: calls a lane has at Redis before its next waits for a reply. Two keep
+ * both sides busy (Redis runs one while this process reads the other's reply and makes
+ * the next) and let the items that arrive meanwhile gather into few calls.
+ */
+const MAX_OUTSTANDING = 2
+/** SPLIT_AT: an idle lane's only call goes as two from this many items on (see flush). */
+const SPLIT_AT = 8
+/** PIPELINE_MIN: calls to one server in one flush that go as a pipeline (fewer: one by one). */
+const PIPELINE_MIN = 4
 
 /**
  * CallQueue batches store operations. An operation becomes an Item queued on its slot's
  * lane (one per Cluster slot, one for a single server). Items of one owner and kind that
- * arrive while the lane waits on Redis travel together: at the end of the tick (or when
- * maxBatch is reached) they become one EVALSHA that decides them all, in arrival order,
- * inside one atomic script, so decisions keep the exact semantics of one call each while
- * sharing one round trip. An item for an idle lane goes at once: no round trip to share.
+ * arrive in the same tick, or while the lane has MAX_OUTSTANDING calls at Redis, travel
+ * together: at the end of the tick (or when maxBatch is reached) they become one EVALSHA
+ * that decides them all, in arrival order, inside one atomic script, so decisions keep
+ * the exact semantics of one call each while sharing one round trip. The calls of one
+ * flush that go to the same server travel in one pipeline (one write).
  *
  * Each writing call carries a replay guard: its own bit in a bitmap kept in Redis for
  * `replayWindowMs`. A client that lost the reply and sent the same call again (ioredis
@@ -104,15 +133,19 @@ export class CallQueue {
   readonly id = randomBytes(12).toString("base64url")
 
   /**
-   * push queues an item for `slot` (-1 on a single server). While the lane has calls
-   * outstanding, items wait for the end of the tick and travel together; a call that
-   * reaches maxBatch goes out at once (with everything queued before it on its lane), so
+   * push queues an item for `slot` (-1 on a single server). It goes at the end of the
+   * tick, with the items of the same owner and kind queued meanwhile; a call that
+   * reaches maxBatch goes at once (with everything queued before it on its lane), so
    * Redis starts on it while later items are still being made.
    */
   push(slot: number, owner: object, kind: CallKind, item: Item): void {
     const lane = this.lane(slot)
     let call = lane.open.get(owner)
-    if (call === undefined || call.kind !== kind) {
+    if (
+      call === undefined ||
+      call.kind !== kind ||
+      (kind.tail === true && lane.calls[lane.calls.length - 1] !== call)
+    ) {
       call = { kind, items: [] }
       if (!lane.queued) {
         lane.queued = true
@@ -122,12 +155,10 @@ export class CallQueue {
       lane.open.set(owner, call)
     }
     call.items.push(item)
-    // A full call, or any call while the lane has nothing outstanding (no round trip to
-    // share, so waiting for the end of the tick would only add latency), goes now.
-    if (call.items.length >= this.options.maxBatch || lane.outstanding === 0) this.sendLane(lane)
+    if (call.items.length >= this.options.maxBatch) this.sendLane(lane)
     else if (!this.scheduled) {
       this.scheduled = true
-      setImmediate(this.flush)
+      process.nextTick(this.flush)
     }
   }
 
@@ -136,15 +167,44 @@ export class CallQueue {
     for (const lane of this.dirty) lane.open.delete(owner)
   }
 
-  /** flush sends every queued call now. */
+  /**
+   * flush sends the queued calls of every lane with fewer than MAX_OUTSTANDING calls
+   * outstanding; the others keep theirs until a reply comes back (and collect more items
+   * meanwhile). It runs at the end of a tick (process.nextTick: once the promise callbacks
+   * of the tick have run, so the requests that a reply sets off travel together). An
+   * idle lane's only call is split in two, so that Redis decides the second half while
+   * this process reads the first's reply and makes the next call: from then on two calls
+   * take turns, and neither side waits for the other.
+   */
   readonly flush = (): void => {
     this.scheduled = false
     const lanes = this.dirty
     this.dirty = []
+    const ready: Ready[] = []
     for (const lane of lanes) {
+      if (lane.calls.length === 0) {
+        lane.queued = false
+        continue
+      }
+      if (lane.outstanding >= MAX_OUTSTANDING) {
+        this.dirty.push(lane)
+        continue
+      }
       lane.queued = false
-      this.sendLane(lane)
+      const calls = lane.calls
+      if (lane.outstanding === 0 && calls.length === 1) {
+        const { kind, items } = calls[0]
+        if (!kind.whole && items.length >= SPLIT_AT) {
+          const half = Math.ceil(items.length / 2)
+          calls[0] = { kind, items: items.slice(0, half) }
+          calls.push({ kind, items: items.slice(half) })
+        }
+      }
+      for (const call of calls) ready.push({ lane, call })
+      lane.calls = []
+      lane.open.clear()
     }
+    this.sendAll(ready)
   }
 
   /** sendLane sends a lane's queued calls, in order. */
@@ -153,13 +213,16 @@ export class CallQueue {
     if (calls.length === 0) return
     lane.calls = []
     lane.open.clear()
-    for (const call of calls) this.send(lane, call)
+    const ready: Ready[] = []
+    for (const call of calls) ready.push({ lane, call })
+    this.sendAll(ready)
   }
 
   private lane(slot: number): Lane {
     let lane = this.lanes.get(slot)
     if (lane === undefined) {
       lane = {
+        slot,
         tag: slot < 0 ? "-" : slotTag(slot),
         seq: 0,
         calls: [],
@@ -172,54 +235,159 @@ export class CallQueue {
     return lane
   }
 
+  /**
+   * sendAll sends calls, in order per lane. PIPELINE_MIN or more calls for one server (on
+   * a Cluster: for the same nodes) go in one pipeline: one write instead of one each,
+   * which outweighs what a pipeline costs from four calls on.
+   */
+  private sendAll(ready: Ready[]): void {
+    const client = this.options.client
+    // A DEL (reset) goes one by one, with the calls around it, to keep their order.
+    if (
+      ready.length < PIPELINE_MIN ||
+      typeof client.pipeline !== "function" ||
+      ready.some((r) => r.call.kind.script === "del")
+    ) {
+      for (const r of ready) this.send(r.lane, r.call)
+      return
+    }
+    const slots = client.slots
+    const groups = new Map<string, Ready[]>()
+    for (const r of ready) {
+      const node = r.lane.slot < 0 || slots === undefined ? "" : (slots[r.lane.slot]?.join() ?? "")
+      const group = groups.get(node)
+      if (group === undefined) groups.set(node, [r])
+      else group.push(r)
+    }
+    for (const group of groups.values()) {
+      if (group.length < PIPELINE_MIN) {
+        for (const r of group) this.send(r.lane, r.call)
+        continue
+      }
+      const pipeline = client.pipeline()
+      const argvs: Arg[][] = []
+      for (const { lane, call } of group) {
+        const argv = this.argv(lane, call)
+        argv[0] = (call.kind.script as Script).sha
+        argvs.push(argv)
+        pipeline.callBuffer("evalsha", argv)
+        lane.outstanding++
+      }
+      pipeline.exec().then(
+        (results) => {
+          for (let i = 0; i < group.length; i++) {
+            const { lane, call } = group[i]
+            const [error, value] = results?.[i] ?? [new Error("no reply in the pipeline"), null]
+            if (error === null || error === undefined) {
+              this.answer(lane, call, value)
+            } else if (notRun(error)) {
+              // Nothing ran (the script was not loaded, the slot moved): send it alone.
+              lane.outstanding--
+              const script = call.kind.script as Script
+              const argv = argvs[i]
+              if (error.message.startsWith("NOSCRIPT")) {
+                argv[0] = script.source
+                this.track(lane, call, client.callBuffer("eval", argv))
+              } else this.track(lane, call, run(client, script, argv))
+            } else this.fail(lane, call, error)
+          }
+        },
+        () => {
+          // The pipeline was refused before it was sent (slots moved between nodes):
+          // send each call alone. A call that did run refuses its copy (replay guard).
+          for (let i = 0; i < group.length; i++) {
+            const { lane, call } = group[i]
+            lane.outstanding--
+            this.track(lane, call, run(client, call.kind.script as Script, argvs[i]))
+          }
+        },
+      )
+    }
+  }
+
+  /**
+   * argv: a script call's arguments after the script's name (argv[0], left empty).
+   * KEYS: the guard bitmap, then the items' keys. ARGV: one string packing the header
+   * (time mode, guard bit or -1, guard TTL), the kind's header (the policy) and the
+   * items' arguments (see pack).
+   */
+  private argv(lane: Lane, call: Call): Arg[] {
+    const { kind, items } = call
+    let numKeys = 1
+    for (const item of items) numKeys += item.keys.length
+    let bit = -1
+    let guard = `${this.guardBase}{${lane.tag}}`
+    if (kind.guarded) {
+      const seq = lane.seq++
+      bit = seq % GUARD_BITS
+      guard = `${guard}:${this.id}:${Math.floor(seq / GUARD_BITS)}`
+    }
+    const argv: Arg[] = ["", numKeys, guard]
+    for (const item of items) for (const k of item.keys) argv.push(k)
+    argv.push(pack([this.timeArg, bit, this.options.replayWindowMs], kind.header(items), items))
+    return argv
+  }
+
   private send(lane: Lane, call: Call): void {
     const { kind, items } = call
-    let reply: Promise<unknown>
     if (kind.script === "del") {
       const keys: string[] = []
       for (const item of items) for (const k of item.keys) keys.push(k)
-      reply = this.options.client.del(keys)
-    } else {
-      // KEYS: the guard bitmap, then the items' keys. ARGV: one string packing the header
-      // (time mode, guard bit or -1, guard TTL), the kind's header (the policy) and the
-      // items' arguments (see pack).
-      let numKeys = 1
-      for (const item of items) numKeys += item.keys.length
-      let bit = -1
-      let guard = `${this.guardBase}{${lane.tag}}`
-      if (kind.guarded) {
-        const seq = lane.seq++
-        bit = seq % GUARD_BITS
-        guard = `${guard}:${this.id}:${Math.floor(seq / GUARD_BITS)}`
-      }
-      const argv: Arg[] = ["", numKeys, guard]
-      for (const item of items) for (const k of item.keys) argv.push(k)
-      argv.push(pack([this.timeArg, bit, this.options.replayWindowMs], kind.header(items), items))
-      reply = run(this.options.client, kind.script, argv)
-    }
+      this.track(lane, call, this.options.client.del(keys))
+    } else this.track(lane, call, run(this.options.client, kind.script, this.argv(lane, call)))
+  }
+
+  private track(lane: Lane, call: Call, reply: Promise<unknown>): void {
     lane.outstanding++
     reply.then(
-      (value) => {
-        lane.outstanding--
-        if (kind.whole || kind.script === "del") {
-          for (const item of items) settle(item, value, 0, 0)
-          return
-        }
-        const reply = value as Buffer
-        let at = 0
-        for (const item of items) {
-          const length = reply.readUInt16LE(at)
-          settle(item, reply, at + 2, length)
-          at += 2 + length
-        }
-      },
-      (error: unknown) => {
-        lane.outstanding--
-        const failure = storeError(error)
-        for (const item of items) item.reject(failure)
-      },
+      (value) => this.answer(lane, call, value),
+      (error: unknown) => this.fail(lane, call, error),
     )
   }
+
+  /** answer hands a call's reply to its items. */
+  private answer(lane: Lane, call: Call, value: unknown): void {
+    this.returned(lane)
+    const { kind, items } = call
+    if (kind.whole || kind.script === "del") {
+      for (const item of items) settle(item, value, 0, 0)
+      return
+    }
+    const reply = value as Buffer
+    let at = 0
+    for (const item of items) {
+      const length = reply.readUInt16LE(at)
+      settle(item, reply, at + 2, length)
+      at += 2 + length
+    }
+  }
+
+  private fail(lane: Lane, call: Call, error: unknown): void {
+    this.returned(lane)
+    const failure = storeError(error)
+    for (const item of call.items) item.reject(failure)
+  }
+
+  /** returned: a call of `lane` came back; calls it held back may go now. */
+  private returned(lane: Lane): void {
+    lane.outstanding--
+    if (lane.queued && lane.calls.length > 0 && !this.scheduled) {
+      this.scheduled = true
+      process.nextTick(this.flush)
+    }
+  }
+}
+
+/** Ready: a call about to be sent, and its lane. */
+interface Ready {
+  lane: Lane
+  call: Call
+}
+
+/** notRun: errors that Redis replies before running a command, so sending it again is safe. */
+function notRun(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : ""
+  return /^(NOSCRIPT|MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/.test(message)
 }
 
 function settle(item: Item, reply: unknown, at: number, length: number): void {
@@ -243,29 +411,40 @@ function pack(
   policy: readonly (string | number)[],
   items: readonly Item[],
 ): Buffer {
-  let size = 0
-  const measure = (args: readonly (string | number)[]) => {
-    for (const a of args) size += typeof a === "number" ? 8 : 2 + Buffer.byteLength(a)
-  }
-  measure(header)
-  measure(policy)
-  for (const item of items) measure(item.args)
+  let size = measure(header) + measure(policy)
+  for (const item of items) size += measure(item.args)
   const out = Buffer.allocUnsafe(size)
-  let at = 0
-  const write = (args: readonly (string | number)[]) => {
-    for (const a of args) {
-      if (typeof a === "number") at = out.writeDoubleLE(a, at)
-      else {
-        const n = out.write(a, at + 2)
-        out.writeUInt16LE(n, at)
-        at += 2 + n
-      }
+  let at = write(out, 0, header)
+  at = write(out, at, policy)
+  for (const item of items) at = write(out, at, item.args)
+  return out
+}
+
+/** measure: the bytes `args` take packed. */
+function measure(args: readonly (string | number)[]): number {
+  let size = 0
+  for (const a of args) {
+    if (typeof a === "number") size += 8
+    else size += a.length === 0 ? 2 : 2 + Buffer.byteLength(a)
+  }
+  return size
+}
+
+/** write packs `args` into `out` from `at`; it returns the position after them. */
+function write(out: Buffer, at: number, args: readonly (string | number)[]): number {
+  for (const a of args) {
+    if (typeof a === "number") at = out.writeDoubleLE(a, at)
+    else if (a.length === 0) {
+      out[at] = 0
+      out[at + 1] = 0
+      at += 2
+    } else {
+      const n = out.write(a, at + 2)
+      out.writeUInt16LE(n, at)
+      at += 2 + n
     }
   }
-  write(header)
-  write(policy)
-  for (const item of items) write(item.args)
-  return out
+  return at
 }
 
 function storeError(error: unknown): StoreError {

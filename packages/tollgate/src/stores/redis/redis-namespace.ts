@@ -2,7 +2,7 @@ import type { Decision } from "../../core/decision.js"
 import { assertPolicy, type Policy } from "../../core/policy.js"
 import type { Grant } from "../../core/token-bucket.js"
 import { ConfigError, UnsupportedError } from "../../errors.js"
-import type { Namespace } from "../store.js"
+import { limitInto, type Sink, type SinkNamespace } from "../sink.js"
 import type { CallKind, CallQueue, Item } from "./call-queue.js"
 import {
   calendarBounds,
@@ -36,6 +36,49 @@ const ignore = (): void => undefined
 const readDecisionReply = (reply: unknown, at: number): Decision =>
   readDecision(reply as Buffer, at)
 
+type Read = (reply: unknown, at: number, length: number, key: string) => unknown
+
+/** Queued: one operation's item in the call queue; its answer goes to `sink`. */
+class Queued implements Item {
+  readonly keys: string[]
+  readonly args: (string | number)[]
+  readonly now: number
+  readonly key: string
+  readonly read: Read
+  readonly sink: Sink<unknown>
+
+  constructor(
+    keys: string[],
+    args: (string | number)[],
+    now: number,
+    key: string,
+    read: Read,
+    sink: Sink<unknown>,
+  ) {
+    this.keys = keys
+    this.args = args
+    this.now = now
+    this.key = key
+    this.read = read
+    this.sink = sink
+  }
+
+  resolve(answer: unknown): void {
+    this.sink.resolve(answer)
+  }
+
+  reject(error: unknown): void {
+    this.sink.reject(error)
+  }
+}
+
+let captured: Sink<unknown> = { resolve: ignore, reject: ignore }
+
+/** capture is the executor of the namespace's promises: it keeps their resolving functions as a sink. */
+function capture<T>(resolve: (answer: T) => void, reject: (error: unknown) => void): void {
+  captured = { resolve: resolve as (answer: unknown) => void, reject }
+}
+
 /** RESERVATIONS_KEPT: most reservations remembered for exact cancels (server time). */
 const RESERVATIONS_KEPT = 100_000
 
@@ -43,7 +86,7 @@ const RESERVATIONS_KEPT = 100_000
  * RedisNamespace: one limiter's state in Redis, for one (prefix, policy kind). Every
  * operation returns a promise; operations of one tick travel together (see CallQueue).
  */
-export class RedisNamespace implements Namespace {
+export class RedisNamespace implements SinkNamespace {
   readonly store: object
   readonly prefix: string
   private policyNow: Policy
@@ -136,28 +179,44 @@ export class RedisNamespace implements Namespace {
     now: number,
     read: (reply: unknown, at: number, length: number, key: string) => T,
   ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.engine.queue.push(slot, this, this.kinds[op]!, {
-        keys,
-        args,
-        now,
-        key,
-        read,
-        resolve: resolve as (answer: unknown) => void,
-        reject,
-      })
-    })
+    const promise = new Promise<T>(capture<T>)
+    this.engine.queue.push(
+      slot,
+      this,
+      this.kinds[op]!,
+      new Queued(keys, args, now, key, read, captured),
+    )
+    return promise
   }
 
   limit(key: string, cost: number, now: number, requestId?: string): Promise<Decision> {
+    const promise = new Promise<Decision>(capture<Decision>)
+    this[limitInto](captured, key, cost, now, requestId)
+    return promise
+  }
+
+  /** [limitInto]: limit, answered into `sink` (the fast path of stores/sink.ts). */
+  [limitInto](
+    sink: Sink<Decision>,
+    key: string,
+    cost: number,
+    now: number,
+    requestId: string | undefined,
+  ): void {
     const e = encodePart(key)
     const state = stateKey(this.encodedPrefix, this.tag, e)
     const leaseId = this.policyNow.kind === "concurrency" ? this.engine.nextLeaseId() : ""
+    let keys: string[]
+    let args: (string | number)[]
     if (requestId === undefined) {
-      return this.call("limit", key, this.slot(e), [state], [cost, now, 0, leaseId], now, readLimit)
+      keys = [state]
+      args = [cost, now, 0, leaseId]
+    } else {
+      keys = [state, requestKey(state, requestId)]
+      args = [cost, now, 1, leaseId]
     }
-    const keys = [state, requestKey(state, requestId)]
-    return this.call("limit", key, this.slot(e), keys, [cost, now, 1, leaseId], now, readLimit)
+    const op = new Queued(keys, args, now, key, readLimit, sink as Sink<unknown>)
+    this.engine.queue.push(this.slot(e), this, this.kinds.limit!, op)
   }
 
   peek(key: string, now: number): Promise<Decision> {

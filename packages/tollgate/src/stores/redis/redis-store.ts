@@ -31,6 +31,36 @@ export interface RedisStoreOptions {
   guardPrefix?: string
 }
 
+/** PACKED_CHECKS: most checks of one limitAll group in a shared call (its reply has a 16-bit length). */
+const PACKED_CHECKS = 256
+
+/** PolicyRef: a policy as limit-all reads it (policyArgs), and the id checks name it by. */
+interface PolicyRef {
+  readonly id: number
+  readonly args: readonly (string | number)[]
+}
+
+/** GroupItem: one limitAll group's share of a call, with the policies its checks use. */
+interface GroupItem extends Item {
+  readonly policies: readonly PolicyRef[]
+}
+
+/** policyTable: the header of a limit-all call: the mode, then each policy its groups use, once. */
+function policyTable(mode: string, items: readonly GroupItem[]): (string | number)[] {
+  const header: (string | number)[] = [mode, 0]
+  const seen = new Set<number>()
+  for (const item of items) {
+    for (const ref of item.policies) {
+      if (seen.has(ref.id)) continue
+      seen.add(ref.id)
+      header.push(ref.id)
+      for (const a of ref.args) header.push(a)
+    }
+  }
+  header[1] = seen.size
+  return header
+}
+
 interface Part {
   index: number
   ns: RedisNamespace
@@ -51,7 +81,8 @@ interface Part {
  * - Batched: operations that arrive in the same tick for the same Cluster slot travel in
  *   one EVALSHA that decides them in arrival order (at most `maxBatch` per call), so many
  *   decisions share one round trip and one command's overhead, with the exact semantics
- *   of one call each.
+ *   of one call each; a key that many of them share is read and written once per call.
+ *   Calls for the slots of one Cluster node go out in one pipeline (see CallQueue).
  * - Keys: `<prefix>:<tag>:{<key>}`, tag one of tb, swl, swc, fw, cc, with prefix and key
  *   escaped so that ":", "{", "}" in them are harmless: the Cluster slot depends on the
  *   user key alone and no two (prefix, algorithm, key) triples share a Redis key. Request
@@ -79,7 +110,18 @@ export class RedisStore implements Store {
   private readonly queue: CallQueue
   private readonly engine: Engine
   private leases = 0
-  private readonly limitAllKinds: Record<"apply" | "probe" | "refund", CallKind>
+  /**
+   * limitAllKinds: limit-all calls carry many groups of checks (apply, probe), or one
+   * group too large to share a packed reply (applyAlone, probeAlone); refund undoes a slot.
+   */
+  private readonly limitAllKinds: Record<
+    "apply" | "probe" | "applyAlone" | "probeAlone" | "refund",
+    CallKind
+  >
+  /** policies: each namespace's policy as the scripts read it, made once per policy. */
+  private readonly policies = new WeakMap<RedisNamespace, PolicyRef & { policy: Policy }>()
+  /** policyIds: the last id given to a policy (ids name policies within limit-all calls). */
+  private policyIds = 0
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== "object" || options === null) {
@@ -130,16 +172,22 @@ export class RedisStore implements Store {
       serverTime: time === "server",
       nextLeaseId: () => `${id}${(++this.leases).toString(36)}`,
     }
-    const kind = (name: "limit-all" | "refund", guarded: boolean, mode: string[]): CallKind => ({
-      script: script(name),
-      guarded,
-      whole: true,
-      header: () => mode,
-    })
+    const limitAll = (guarded: boolean, mode: string): CallKind => {
+      const packed = mode.endsWith("*")
+      return {
+        script: script("limit-all"),
+        guarded,
+        whole: !packed,
+        tail: packed,
+        header: (items) => policyTable(mode, items as readonly GroupItem[]),
+      }
+    }
     this.limitAllKinds = {
-      apply: kind("limit-all", true, ["apply"]),
-      probe: kind("limit-all", false, ["probe"]),
-      refund: kind("refund", true, []),
+      apply: limitAll(true, "apply*"),
+      probe: limitAll(false, "probe*"),
+      applyAlone: limitAll(true, "apply"),
+      probeAlone: limitAll(false, "probe"),
+      refund: { script: script("refund"), guarded: true, whole: true, header: () => [] },
     }
   }
 
@@ -154,10 +202,13 @@ export class RedisStore implements Store {
 
   /**
    * limitAll admits every check or none. When all checks live in one slot (always on a
-   * single server) one script decides them atomically. On a Cluster with checks in
-   * several slots, slot after slot is consumed, and when one denies, what the earlier
-   * ones consumed is refunded: meanwhile others may be denied capacity that is given back
-   * later (brief under-admission), but more than the policies allow is never admitted.
+   * single server) one script decides them atomically, in order: a check on a key an
+   * earlier check of the call named sees what that one took. limitAll calls made in the
+   * same tick for the same slot share one script call, each decided on its own, in
+   * arrival order, as limit() calls do. On a Cluster with checks in several slots, slot
+   * after slot is consumed, and when one denies, what the earlier ones consumed is
+   * refunded: meanwhile others may be denied capacity that is given back later (brief
+   * under-admission), but more than the policies allow is never admitted.
    */
   limitAll(checks: readonly Check[], now: number): Promise<Decision[]> {
     const parts: Part[] = checks.map((check, index) => {
@@ -214,29 +265,80 @@ export class RedisStore implements Store {
     return decisions
   }
 
-  /** decide runs limit-all for checks that share one slot. */
+  /**
+   * decide runs limit-all for checks that share one slot. Groups from calls made in the
+   * same tick travel in one script call (see CallQueue), each decided on its own, in
+   * arrival order, with each policy sent once per call; a group of more than
+   * PACKED_CHECKS checks goes alone.
+   */
   private decide(
     parts: Part[],
     now: number,
     mode: "apply" | "probe",
   ): Promise<{ at: number; decisions: Decision[] }> {
-    const keys: string[] = []
-    const args: (string | number)[] = []
-    for (const part of parts) {
-      keys.push(part.target.state)
-      for (const a of part.ns.args(now, now)) args.push(a)
-      args.push(part.cost, now, mode === "apply" ? part.leaseId : "")
+    const n = parts.length
+    const keys: string[] = new Array(n)
+    const args: (string | number)[] = [n, now]
+    const policies: PolicyRef[] = []
+    const apply = mode === "apply"
+    for (let i = 0; i < n; i++) {
+      const part = parts[i]
+      keys[i] = part.target.state
+      const ref = this.policyOf(part.ns, now)
+      if (!policies.includes(ref)) policies.push(ref)
+      args.push(ref.id, part.cost, apply ? part.leaseId : "")
     }
-    return this.send(parts, this.limitAllKinds[mode], keys, args, now, (reply) => {
+    if (n <= PACKED_CHECKS) {
+      return this.send(
+        parts,
+        this.limitAllKinds[mode],
+        keys,
+        args,
+        policies,
+        now,
+        (reply, start) => {
+          const r = reply as Buffer
+          const decisions: Decision[] = new Array(n)
+          let at = start + 8
+          for (let i = 0; i < n; i++) {
+            const length = r.readUInt16LE(at)
+            decisions[i] = apply
+              ? readLimit(r, at + 2, length, parts[i].key)
+              : readDecision(r, at + 2)
+            at += 2 + length
+          }
+          return { at: r.readDoubleLE(start), decisions }
+        },
+      )
+    }
+    const kind = this.limitAllKinds[apply ? "applyAlone" : "probeAlone"]
+    return this.send(parts, kind, keys, args, policies, now, (reply) => {
       const list = reply as Buffer[]
       return {
         at: list[0].readDoubleLE(0),
         decisions: parts.map((part, i) => {
           const r = list[i + 1]
-          return mode === "apply" ? readLimit(r, 0, r.length, part.key) : readDecision(r)
+          return apply ? readLimit(r, 0, r.length, part.key) : readDecision(r)
         }),
       }
     })
+  }
+
+  /**
+   * policyOf: a namespace's policy as limit-all reads it, under an id of its own. A
+   * policy change gives a new id, so groups queued before it keep the policy they were
+   * made under; calendar windows, whose bounds follow `now`, get one each time.
+   */
+  private policyOf(ns: RedisNamespace, now: number): PolicyRef {
+    const policy = ns.policy
+    if (policy.kind === "fixedWindow" && policy.calendar !== undefined) {
+      return { id: ++this.policyIds, args: ns.args(now, now) }
+    }
+    const known = this.policies.get(ns)
+    if (known !== undefined && known.policy === policy) return known
+    const ref = { policy, id: ++this.policyIds, args: ns.args(now, now) }
+    this.policies.set(ns, ref)
+    return ref
   }
 
   private refund(parts: Part[], at: number, now: number): Promise<void> {
@@ -244,33 +346,39 @@ export class RedisStore implements Store {
     const args: (string | number)[] = []
     for (const part of parts) {
       keys.push(part.target.state)
-      for (const a of part.ns.args(now, now)) args.push(a)
+      for (const a of this.policyOf(part.ns, now).args) args.push(a)
       args.push(part.cost, at, part.leaseId, now)
     }
-    return this.send(parts, this.limitAllKinds.refund, keys, args, now, () => undefined)
+    return this.send(parts, this.limitAllKinds.refund, keys, args, [], now, () => undefined)
   }
 
-  /** send queues one multi-namespace call, after what the namespaces queued before it. */
+  /**
+   * send queues a multi-namespace item, after what the namespaces queued before it. Items
+   * of a packed kind join the newest call of their kind on the slot's lane, if it is the
+   * lane's newest call (so they never pass the namespaces' own later calls).
+   */
   private send<T>(
     parts: Part[],
     kind: CallKind,
     keys: string[],
     args: (string | number)[],
+    policies: PolicyRef[],
     now: number,
-    read: (reply: unknown) => T,
+    read: (reply: unknown, at: number) => T,
   ): Promise<T> {
     for (const part of parts) this.queue.close(part.ns)
     return new Promise<T>((resolve, reject) => {
-      const item: Item = {
+      const item: GroupItem = {
         keys,
         args,
+        policies,
         now,
         key: "",
         read,
         resolve: resolve as (answer: unknown) => void,
         reject,
       }
-      this.queue.push(parts[0].target.slot, {}, kind, item)
+      this.queue.push(parts[0].target.slot, kind.tail === true ? kind : {}, kind, item)
     })
   }
 }

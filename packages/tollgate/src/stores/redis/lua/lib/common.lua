@@ -51,7 +51,7 @@ end
 -- in one string (numbers as little-endian doubles, strings by U.str), starting with
 --   time   "s": decide on Redis server time (TIME); "c": on the time each item carries
 --   bit    this call's bit in the guard bitmap KEYS[1], or -1 for an unguarded call
---   ttl    how long the guard bitmap is kept (ms)
+--   ttl    how long the guard bitmap keeps a bit (ms; it lives up to a tenth longer)
 -- It returns the context and the position after the header, or nil when the call
 -- already ran (a client re-sent it after losing the reply).
 function U.begin()
@@ -70,7 +70,11 @@ function U.begin()
     if redis.call("SETBIT", KEYS[1], bit, 1) == 1 then
       return nil
     end
-    redis.call("PEXPIRE", KEYS[1], ttl)
+    -- The bitmap must outlive this bit by `ttl`. It is given a tenth more when less is
+    -- left, so most calls only read its TTL (a read is not replicated; a PEXPIRE is).
+    if redis.call("PTTL", KEYS[1]) < ttl then
+      redis.call("PEXPIRE", KEYS[1], string.format("%d", ttl + math.ceil(ttl / 10)))
+    end
   end
   return ctx, pos
 end
@@ -102,13 +106,15 @@ function U.fromClient(ctx, t)
   return t
 end
 
--- ttl: PX for state that matters `ms` more milliseconds (at least 1).
+-- ttl: PX for state that matters `ms` more milliseconds (at least 1), as the string
+-- Redis reads: formatted here as an integer, which costs less than the conversion
+-- redis.call makes of a number.
 function U.ttl(ctx, ms)
   local n = math.ceil(ms) + ctx.grace
   if n < 1 then
     n = 1
   end
-  return n
+  return string.format("%d", n)
 end
 
 U.REPLAYED = "TOLLGATE_REPLAYED this call already ran; its reply was lost with the connection"

@@ -6,7 +6,11 @@
 local CC = {}
 
 function CC.load(p, key, now)
-  local v = redis.call("GET", key)
+  return CC.decode(p, redis.call("GET", key), now)
+end
+
+-- decode: the state in a stored value (false or nil: none), as load reads it.
+function CC.decode(p, v, now)
   local st = { leases = {}, inFlight = 0, exists = false }
   if not v then
     return st

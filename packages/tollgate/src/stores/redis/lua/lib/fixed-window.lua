@@ -22,7 +22,11 @@ function FW.bounds(p, now)
 end
 
 function FW.load(p, key, now)
-  local v = redis.call("GET", key)
+  return FW.decode(p, redis.call("GET", key), now)
+end
+
+-- decode: the state in a stored value (false or nil: none), as load reads it.
+function FW.decode(p, v, now)
   if not v then
     return { start = 0, count = 0, exists = false }
   end

@@ -5,7 +5,11 @@
 local SWC = {}
 
 function SWC.load(p, key, now)
-  local v = redis.call("GET", key)
+  return SWC.decode(p, redis.call("GET", key), now)
+end
+
+-- decode: the state in a stored value (false or nil: none), as load reads it.
+function SWC.decode(p, v, now)
   if not v then
     return { start = 0, current = 0, previous = 0, exists = false }
   end

@@ -14,6 +14,7 @@ function SWL.load(p, key, now)
   local r = redis.call("LRANGE", key, 0, SWL_FIRST)
   local st = { key = key, exists = #r > 0, sum = 0, live = false, drop = 0, cache = {} }
   if #r == 0 then
+    st.complete = true
     return st
   end
   st.sum, st.lastTime, st.lastCost = struct.unpack("<ddd", r[1])
@@ -77,11 +78,20 @@ function SWL.resetAfter(p, st, now)
   return math.max(0, st.lastTime + p.window - now)
 end
 
--- record adds `cost` at now: to the newest entry when it is not older than now.
+-- record adds `cost` at now: to the newest entry when it is not older than now. `tail`
+-- tells save what became of the newest entry: "merge" (the one in Redis grew), "push" or
+-- "fresh" (a new one, not in Redis yet; a later merge into it keeps that). When every
+-- entry is in the cache, the cache follows, so a later check of the same call sees it.
 function SWL.record(st, now, cost)
+  local cache = st.cache
   if st.live and st.lastTime >= now then
     st.lastCost = st.lastCost + cost
-    st.tail = "merge"
+    if st.tail == nil then
+      st.tail = "merge"
+    end
+    if st.complete then
+      cache[#cache] = { st.lastTime, st.lastCost }
+    end
   else
     if st.live then
       st.tail = "push"
@@ -91,8 +101,34 @@ function SWL.record(st, now, cost)
     st.lastTime = now
     st.lastCost = cost
     st.live = true
+    if st.complete then
+      cache[#cache + 1] = { now, cost }
+    end
   end
   st.dirty = true
+end
+
+-- again readies a state for another decision in the same call (limit-all with one key
+-- twice): every entry goes into the cache, the newest as recorded, not as Redis has it.
+function SWL.again(st)
+  if st.complete then
+    return
+  end
+  local cache = st.cache
+  while not st.complete do
+    local first = #cache + 1
+    local r = redis.call("LRANGE", st.key, first, first + SWL_CHUNK - 1)
+    for k = 1, #r do
+      local t, c = struct.unpack("<dd", r[k])
+      cache[first + k - 1] = { t, c }
+    end
+    st.complete = #r < SWL_CHUNK
+  end
+  if st.tail == "push" then
+    cache[#cache + 1] = { st.lastTime, st.lastCost }
+  elseif st.tail == "merge" then
+    cache[#cache] = { st.lastTime, st.lastCost }
+  end
 end
 
 function SWL.limit(p, st, now, cost)

@@ -62,7 +62,11 @@ function TB.tokens(p, debt, slack)
 end
 
 function TB.load(p, key, now)
-  local v = redis.call("GET", key)
+  return TB.decode(p, redis.call("GET", key), now)
+end
+
+-- decode: the state in a stored value (false or nil: none), as load reads it.
+function TB.decode(p, v, now)
   if not v then
     return { tat = 0, exists = false }
   end

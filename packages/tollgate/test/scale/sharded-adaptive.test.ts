@@ -1,0 +1,155 @@
+// Adaptive sharding on a MemoryStore with a manual clock: a key is one ordinary key until
+// this process sees it hot, then its budget moves to shards, other processes (here other
+// limiters on the same store) follow through the flag, and it moves back once cold. The
+// budget is conserved through every switch.
+
+import { describe, expect, it } from "vitest"
+import {
+  createLimiter,
+  fixedWindow,
+  type Limiter,
+  MemoryStore,
+  manualClock,
+  type ShardablePolicy,
+  sharded,
+  tokenBucket,
+} from "../../src/index.js"
+import { seeded } from "./sharded-random.js"
+
+const START = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000) + 60_000
+
+function fleet(policy: ShardablePolicy, processes = 2) {
+  const clock = manualClock(START)
+  const store = new MemoryStore()
+  const make = (seed: number) =>
+    createLimiter({
+      policy: sharded(policy, {
+        shards: 4,
+        adaptive: { above: 50, hold: "10s", recheck: "1s" },
+        random: seeded(seed),
+      }),
+      store,
+      clock,
+      prefix: "ad",
+    })
+  const limiters = Array.from({ length: processes }, (_, i) => make(i + 1))
+  // The same prefix without sharding: it shares the ordinary keys.
+  const plain = createLimiter({ policy, store, clock, prefix: "ad" })
+  return { clock, store, limiters, plain }
+}
+
+/** level: the key's budget left, wherever it lives now. */
+function level(limiter: Limiter<true>, key = "k"): number {
+  return limiter.shardBalance(key).level
+}
+
+describe("adaptive sharding", () => {
+  it("keeps a cold key as one ordinary key, shared with unsharded limiters", () => {
+    const { clock, limiters, plain } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
+    const [a] = limiters
+    for (let i = 0; i < 50; i++) {
+      clock.advance(100)
+      expect(a.limit("k").allowed).toBe(true)
+    }
+    expect(a.shardBalance("k")).toMatchObject({ sharded: false, level: 950, shards: [] })
+    expect(plain.peek("k").remaining).toBe(950)
+  })
+
+  it("shards a key once it is asked more than `above` times a second, keeping its budget", () => {
+    const { clock, limiters, plain } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
+    const [a] = limiters
+    let admitted = 0
+    let heatedAt = -1
+    for (let i = 0; i < 150; i++) {
+      clock.advance(10)
+      if (a.limit("k").allowed) admitted++
+      const b = a.shardBalance("k")
+      if (b.sharded && heatedAt < 0) heatedAt = i
+      expect(admitted + b.level).toBe(1000)
+    }
+    // 100 a second: past 50 at the 51st request.
+    expect(heatedAt).toBe(50)
+    expect(a.shardBalance("k").shards).toHaveLength(4)
+    // The ordinary key is drained while the key is sharded.
+    expect(plain.peek("k").remaining).toBe(0)
+  })
+
+  it("brings other processes along: refused on the drained key, they find the flag", () => {
+    const { clock, limiters } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
+    const [a, b] = limiters
+    let admitted = 0
+    // b uses the key a little, as one ordinary key.
+    for (let i = 0; i < 5; i++) if (b.limit("k").allowed) admitted++
+    expect(b.shardBalance("k").sharded).toBe(false)
+    for (let i = 0; i < 100; i++) {
+      clock.advance(10)
+      if (a.limit("k").allowed) admitted++
+    }
+    expect(a.shardBalance("k").sharded).toBe(true)
+    // b's next request is refused by the ordinary key, looks, and is served by the shards.
+    expect(b.limit("k").allowed).toBe(true)
+    admitted++
+    expect(admitted + level(a)).toBe(1000)
+    // Both drain the rest: exactly the budget in all.
+    for (let i = 0; i < 2000; i++) {
+      clock.advance(1)
+      if ((i % 2 === 0 ? a : b).limit("k").allowed) admitted++
+    }
+    expect(admitted).toBe(1000)
+  })
+
+  it("moves a key back to one ordinary key when no process saw it hot for `hold`", () => {
+    const { clock, limiters, plain } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
+    const [a, b] = limiters
+    let admitted = 0
+    for (let i = 0; i < 200; i++) {
+      clock.advance(10)
+      if (a.limit("k").allowed) admitted++
+    }
+    if (b.limit("k").allowed) admitted++
+    expect(a.shardBalance("k").sharded).toBe(true)
+    // Quiet for longer than hold: the flag runs out.
+    clock.advance(11_000)
+    if (a.limit("k").allowed) admitted++
+    expect(a.shardBalance("k")).toMatchObject({ sharded: false, level: 1000 - admitted })
+    expect(plain.peek("k").remaining).toBe(1000 - admitted)
+    // b, which still knew the key as sharded, finds the flag gone and follows.
+    if (b.limit("k").allowed) admitted++
+    expect(plain.peek("k").remaining).toBe(1000 - admitted)
+    expect(admitted).toBe(203)
+  })
+
+  it("keeps a token bucket's ordinary key drained while the key stays hot", () => {
+    const policy = tokenBucket({ rate: 100, burst: 100 })
+    const { clock, limiters, plain } = fleet(policy)
+    const [a] = limiters
+    let admitted = 0
+    for (let i = 0; i < 100; i++) {
+      clock.advance(10)
+      if (a.limit("k").allowed) admitted++
+    }
+    expect(a.shardBalance("k").sharded).toBe(true)
+    // Three bucket-refill times later, the ordinary key is still empty: drained again.
+    for (let i = 0; i < 300; i++) {
+      clock.advance(10)
+      if (a.limit("k").allowed) admitted++
+      expect(plain.peek("k").remaining).toBe(0)
+    }
+    // Over the 4 s: no more than the burst plus the refill, and (asked at the refill rate)
+    // nearly every request.
+    expect(admitted).toBeLessThanOrEqual(100 + 4 * 100)
+    expect(admitted).toBeGreaterThanOrEqual(390)
+  })
+
+  it("forgets the flag and every shard on reset", () => {
+    const { clock, limiters } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
+    const [a] = limiters
+    for (let i = 0; i < 100; i++) {
+      clock.advance(10)
+      a.limit("k")
+    }
+    expect(a.shardBalance("k").sharded).toBe(true)
+    a.reset("k")
+    expect(a.shardBalance("k")).toMatchObject({ sharded: false, level: 1000 })
+  })
+})
