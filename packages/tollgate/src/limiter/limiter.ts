@@ -477,9 +477,15 @@ class RateLimiter implements Limiter<boolean> {
         return Promise.reject(failure)
       }
     }
-    return Promise.resolve(d).then(this.#outcome.count, (error: unknown) =>
-      this.#failed(error, key, cost, now),
-    )
+    if (!isPromise(d)) {
+      // Answered at once (a store wrapper deciding locally): one settled promise.
+      try {
+        return Promise.resolve(this.#outcome.count(d))
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
+    return d.then(this.#outcome.count, (error: unknown) => this.#failed(error, key, cost, now))
   }
 
   /** #count records a decision in the stats and turns a raw lease into a Lease. */

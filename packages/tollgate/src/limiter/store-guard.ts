@@ -146,6 +146,26 @@ export class StoreGuard {
     })
   }
 
+  /**
+   * runDirect is run for a store that may answer at once (a wrapper such as localLeases
+   * deciding locally): such an answer is handed back as it is, with no promise and no
+   * effect on the breaker, since the store was not asked. Otherwise it is run.
+   */
+  runDirect<T>(start: () => MaybePromise<T>): MaybePromise<T> {
+    if (this.openUntil !== 0 || this.inFlight >= this.options.maxInFlight) return this.run(start)
+    let value: MaybePromise<T>
+    try {
+      value = start()
+    } catch (error) {
+      return this.run(() => {
+        throw error
+      })
+    }
+    if (!isPromise(value)) return value
+    const started = value
+    return this.run(() => started)
+  }
+
   /** limitInto runs `ns`'s fast path under the guard: the answer goes to `to`. */
   limitInto(
     ns: SinkNamespace,
@@ -167,7 +187,8 @@ export class StoreGuard {
   /** wrap returns a Namespace whose asynchronous calls all go through this guard. */
   wrap(ns: Namespace): Namespace {
     const wrapped: Namespace = {
-      limit: (key, cost, now, requestId) => this.run(() => ns.limit(key, cost, now, requestId)),
+      limit: (key, cost, now, requestId) =>
+        this.runDirect(() => ns.limit(key, cost, now, requestId)),
       peek: (key, now) => this.run(() => ns.peek(key, now)),
       reset: (key) => this.run(() => ns.reset(key)),
       reserve: (key, cost, now, maxWaitMs) => this.run(() => ns.reserve(key, cost, now, maxWaitMs)),
