@@ -2,6 +2,7 @@
 // contender, memory readings and table formatting. Nothing here is part of the library.
 import type { RateLimiterMemory } from "rate-limiter-flexible"
 import type { Decision, Limiter } from "../packages/tollgate/src/index.js"
+import { seeded } from "../packages/tollgate/test/scale/sharded-random.js"
 
 // ---------------------------------------------------------------------------------------
 // Keys
@@ -52,22 +53,10 @@ export function makeKeys(n: number): string[] {
   return keys
 }
 
-/** mulberry32: a small seeded PRNG, so every run of the bench uses the same orders. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** shuffled: a copy of `items` in a seeded random order (Fisher-Yates). */
+/** shuffled: a copy of `items` in a seeded random order (Fisher-Yates), the same every run. */
 export function shuffled<T>(items: readonly T[], seed: number): T[] {
   const out = items.slice()
-  const random = mulberry32(seed)
+  const random = seeded(seed)
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1))
     const t = out[i]

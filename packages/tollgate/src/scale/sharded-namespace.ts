@@ -2,6 +2,7 @@ import { type Decision, decision, whole } from "../core/decision.js"
 import type { Policy } from "../core/policy.js"
 import type { Grant } from "../core/token-bucket.js"
 import { ConfigError, UnsupportedError } from "../errors.js"
+import { forgetDue } from "../stores/reservations.js"
 import type { MaybePromise, Namespace, Store } from "../stores/store.js"
 import { isSharded, type ShardedPolicy, type ShardSpec, sameLayout } from "./sharded.js"
 import { Adaptive, flagPolicy } from "./sharded-adaptive.js"
@@ -79,9 +80,6 @@ export interface Tracked {
   /** drainAt: when the ordinary key must be drained again (sharded keys). */
   drainAt: number
 }
-
-/** RESERVATIONS_KEPT: most delayed reservations remembered for cancel(). */
-const RESERVATIONS_KEPT = 100_000
 
 /** LOCK_HOLD_MS: the longest a rebalance lock is held when its process never gives it back. */
 const LOCK_HOLD_MS = 10_000
@@ -548,15 +546,7 @@ export class ShardedNamespace implements Namespace {
 
   private remember(key: string, executeAt: number, shard: number, now: number): void {
     const kept = this.reservations
-    // Forget reservations whose time has come (they can no longer be cancelled), oldest
-    // first, and the oldest of all beyond the cap.
-    for (let n = 0; n < 4; n++) {
-      const oldest = kept.keys().next()
-      if (oldest.done) break
-      const at = Number(oldest.value.slice(oldest.value.lastIndexOf("\n") + 1))
-      if (at > now && kept.size < RESERVATIONS_KEPT) break
-      kept.delete(oldest.value)
-    }
+    forgetDue(kept, now)
     const id = `${key}\n${executeAt}`
     const shards = kept.get(id)
     if (shards === undefined) kept.set(id, [shard])

@@ -256,6 +256,29 @@ abstract class MemoryNamespace {
     return slot
   }
 
+  /**
+   * beginObject: begin for the kinds whose state is an object. It answers the state the
+   * check decides on: the key's own (a copy kept in t.object for undo), or, for a new key,
+   * the state held by the first touch of that key in this call (made fresh there).
+   */
+  protected beginObject<S>(
+    t: Touch,
+    key: string,
+    touches: readonly Touch[],
+    index: number,
+    fresh: () => S,
+    clone: (st: S) => S,
+  ): S {
+    const slot = this.begin(t, key, touches, index)
+    if (slot >= 0) {
+      const st = this.shared.table.objects[slot] as S
+      t.object = clone(st)
+      return st
+    }
+    if (t.owner === t) t.object = fresh()
+    return t.owner.object as S
+  }
+
   limit(key: string, cost: number, now: number, requestId?: string): Decision {
     if (requestId === undefined) return this.limitNow(key, cost, now)
     const requests = this.shared.requests
@@ -464,15 +487,7 @@ class LogNamespace extends MemoryNamespace implements SyncNamespace {
     index: number,
   ): Decision {
     const p = this.policy as Extract<Policy, { kind: "slidingWindowLog" }>
-    const slot = this.begin(t, key, touches, index)
-    let st: LogState
-    if (slot >= 0) {
-      st = this.shared.table.objects[slot] as LogState
-      t.object = cloneLogState(st)
-    } else {
-      if (t.owner === t) t.object = newLogState()
-      st = t.owner.object as LogState
-    }
+    const st = this.beginObject(t, key, touches, index, newLogState, cloneLogState)
     return slidingWindowLogLimit(p, st, now, cost)
   }
 
@@ -541,15 +556,7 @@ class LeaseNamespace extends MemoryNamespace implements SyncNamespace {
     index: number,
   ): Decision {
     const p = this.policy as Extract<Policy, { kind: "concurrency" }>
-    const slot = this.begin(t, key, touches, index)
-    let st: LeaseState
-    if (slot >= 0) {
-      st = this.shared.table.objects[slot] as LeaseState
-      t.object = cloneLeaseState(st)
-    } else {
-      if (t.owner === t) t.object = newLeaseState()
-      st = t.owner.object as LeaseState
-    }
+    const st = this.beginObject(t, key, touches, index, newLeaseState, cloneLeaseState)
     const id = `${++this.shared.leases}`
     const d = concurrencyLimit(p, st, now, cost, id)
     if (d.allowed && cost > 0) {

@@ -4,8 +4,7 @@
 // each call's bit for replayWindow with few writes; calls for many Cluster slots go out
 // together and each is decided on its own slot.
 
-import { Cluster, Redis } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   concurrency,
   createLimiter,
@@ -19,30 +18,14 @@ import {
   slidingWindowLog,
   tokenBucket,
 } from "../../src/index.js"
-import {
-  keysWithoutTtl,
-  type RedisClusterServers,
-  type RedisServer,
-  startCluster,
-  startRedis,
-} from "../support/redis.js"
+import { keysWithoutTtl } from "../support/redis.js"
+import { useCluster, useRedis } from "../support/redis-hooks.js"
 
-let server: RedisServer
-let client: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  client = new Redis({ host: server.host, port: server.port })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await server?.stop()
-})
+const fixture = useRedis()
 
 /** commands: how many times Redis ran each command (scripts' own calls included). */
 async function commands(): Promise<Record<string, number>> {
-  const info = await client.info("commandstats")
+  const info = await fixture.client.info("commandstats")
   const out: Record<string, number> = {}
   for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) out[m[1]] = Number(m[2])
   return out
@@ -61,11 +44,11 @@ describe("one key shared by a batch", () => {
   it("is read once and written once per script call", async () => {
     const limiter = createLimiter({
       policy: tokenBucket({ rate: 1, period: "1h", burst: 150 }),
-      store: new RedisStore({ client, maxBatch: 100 }),
+      store: new RedisStore({ client: fixture.client, maxBatch: 100 }),
       prefix: "shared",
     })
     await limiter.limit("warm-up") // scripts loaded
-    await client.config("RESETSTAT")
+    await fixture.client.config("RESETSTAT")
     const decisions = await Promise.all(Array.from({ length: 200 }, () => limiter.limit("hot")))
     const ran = await commands()
     expect(ran.evalsha).toBe(2)
@@ -96,7 +79,7 @@ describe("one key shared by a batch", () => {
       const redis = createLimiter({
         policy,
         clock,
-        store: new RedisStore({ client, time: "client" }),
+        store: new RedisStore({ client: fixture.client, time: "client" }),
         prefix,
       })
       const memoryClock = manualClock(start)
@@ -121,9 +104,9 @@ describe("one key shared by a batch", () => {
       }
       // The state is written once, at the last request's time: a token bucket's key
       // expires when the bucket is full again as of then (client time adds a minute).
-      const keys = await client.keys(`${prefix}:*`)
+      const keys = await fixture.client.keys(`${prefix}:*`)
       expect(keys.length).toBe(1)
-      const ttl = await client.pttl(keys[0])
+      const ttl = await fixture.client.pttl(keys[0])
       if (policy.kind === "tokenBucket") {
         const full = expected[expected.length - 1].resetAfterMs
         expect(ttl).toBeGreaterThan(60_000 + full - 1000)
@@ -138,7 +121,7 @@ describe("one key shared by a batch", () => {
 
 describe("calls of one tick", () => {
   it("keep their order, a reset among them included", async () => {
-    const store = new RedisStore({ client })
+    const store = new RedisStore({ client: fixture.client })
     const policy = tokenBucket({ rate: 1, period: "1h", burst: 2 })
     const limiters = ["o1", "o2", "o3", "o4"].map((prefix) =>
       createLimiter({ policy, store, prefix }),
@@ -160,49 +143,42 @@ describe("the replay guard's bitmap", () => {
   it("keeps every call's bit for replayWindow, and is refreshed only when less is left", async () => {
     const limiter = createLimiter({
       policy: tokenBucket({ rate: 100, burst: 100 }),
-      store: new RedisStore({ client, replayWindow: "20s", guardPrefix: "guard-ttl" }),
+      store: new RedisStore({
+        client: fixture.client,
+        replayWindow: "20s",
+        guardPrefix: "guard-ttl",
+      }),
       prefix: "guard-ttl",
     })
     await limiter.limit("k")
-    const [bitmap] = await client.keys("guard-ttl:call:*")
+    const [bitmap] = await fixture.client.keys("guard-ttl:call:*")
     expect(bitmap).toBeDefined()
     // A new bitmap gets the window and a tenth more.
-    const first = await client.pttl(bitmap)
+    const first = await fixture.client.pttl(bitmap)
     expect(first).toBeGreaterThan(20_000)
     expect(first).toBeLessThanOrEqual(22_000)
     // As if 3 s had passed: more than the window is left, so a call leaves the TTL alone.
-    await client.pexpire(bitmap, 21_000)
+    await fixture.client.pexpire(bitmap, 21_000)
     await limiter.limit("k")
-    const kept = await client.pttl(bitmap)
+    const kept = await fixture.client.pttl(bitmap)
     expect(kept).toBeGreaterThan(20_000)
     expect(kept).toBeLessThanOrEqual(21_000)
     // As if 5 s more had passed: less than the window is left, so the call refreshes it.
-    await client.pexpire(bitmap, 16_000)
+    await fixture.client.pexpire(bitmap, 16_000)
     await limiter.limit("k")
-    const refreshed = await client.pttl(bitmap)
+    const refreshed = await fixture.client.pttl(bitmap)
     expect(refreshed).toBeGreaterThan(21_000)
     expect(refreshed).toBeLessThanOrEqual(22_000)
   })
 })
 
 describe("many Cluster slots in one tick", () => {
-  let cluster: RedisClusterServers
-  let clusterClient: Cluster
-
-  beforeAll(async () => {
-    cluster = await startCluster()
-    clusterClient = new Cluster(cluster.nodes)
-  })
-
-  afterAll(async () => {
-    clusterClient?.disconnect()
-    await cluster?.stop()
-  })
+  const cluster = useCluster()
 
   it("sends them together, each decided on its own slot", async () => {
     const limiter = createLimiter({
       policy: tokenBucket({ rate: 1, period: "1h", burst: 2 }),
-      store: new RedisStore({ client: clusterClient }),
+      store: new RedisStore({ client: cluster.client }),
       prefix: "slots",
       // A loaded test machine must not turn slow calls into failures.
       timeout: "20s",
@@ -216,7 +192,7 @@ describe("many Cluster slots in one tick", () => {
       expect(mine.map((d) => d.allowed)).toEqual([true, true, false])
       expect(mine.map((d) => d.remaining)).toEqual([1, 0, 0])
     }
-    const { scanned, missing } = await keysWithoutTtl(cluster.nodes, "slots:*")
+    const { scanned, missing } = await keysWithoutTtl(cluster.servers.nodes, "slots:*")
     expect(scanned).toBe(keys.length)
     expect(missing).toEqual([])
   })

@@ -3,7 +3,7 @@
 // nothing is admitted beyond any policy, and a refund leaves no capacity behind.
 
 import { Cluster } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import {
   concurrency,
   fixedWindow,
@@ -16,21 +16,14 @@ import {
 } from "../../src/index.js"
 import { encodePart, slotOf } from "../../src/stores/redis/key-layout.js"
 import type { Check } from "../../src/stores/store.js"
-import { keysWithoutTtl, type RedisClusterServers, startCluster } from "../support/redis.js"
+import { keysWithoutTtl } from "../support/redis.js"
+import { useCluster } from "../support/redis-hooks.js"
 
-let cluster: RedisClusterServers
-let client: Cluster
+const cluster = useCluster()
 let store: RedisStore
 
-beforeAll(async () => {
-  cluster = await startCluster()
-  client = new Cluster(cluster.nodes)
-  store = new RedisStore({ client })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await cluster?.stop()
+beforeAll(() => {
+  store = new RedisStore({ client: cluster.client })
 })
 
 /** keysInDistinctSlots: n user keys starting with `stem`, no two in the same slot. */
@@ -140,7 +133,7 @@ describe("limitAll on a Cluster", () => {
 
   it("never over-admits under concurrent cross-slot checks, and leaks no capacity", async () => {
     const [x, y] = keysInDistinctSlots("race", 2)
-    const connections = Array.from({ length: 16 }, () => new Cluster(cluster.nodes))
+    const connections = Array.from({ length: 16 }, () => new Cluster(cluster.servers.nodes))
     try {
       const stores = connections.map((c) => new RedisStore({ client: c }))
       const tiers = (s: RedisStore): Namespace[] => [
@@ -173,7 +166,7 @@ describe("limitAll on a Cluster", () => {
   })
 
   it("leaves no key without a TTL on any master", async () => {
-    const { scanned, missing } = await keysWithoutTtl(cluster.nodes, "cl-*")
+    const { scanned, missing } = await keysWithoutTtl(cluster.servers.nodes, "cl-*")
     expect(scanned).toBeGreaterThan(5)
     expect(missing).toEqual([])
   })

@@ -5,8 +5,7 @@
 // batching must keep the exact semantics of one call each.
 
 import fc from "fast-check"
-import { Redis } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import {
   concurrency,
   type Decision,
@@ -20,25 +19,18 @@ import {
   tokenBucket,
 } from "../../src/index.js"
 import type { Check, Namespace } from "../../src/stores/store.js"
-import { keysWithoutTtl, type RedisServer, startRedis } from "../support/redis.js"
+import { keysWithoutTtl } from "../support/redis.js"
+import { useRedis } from "../support/redis-hooks.js"
 
-let server: RedisServer
-let client: Redis
+const fixture = useRedis()
 let store: RedisStore
 let run = 0
 // TOLLGATE_DIFF_RUNS: scenarios per property (raise it for a deeper search).
 const RUNS = Number(process.env.TOLLGATE_DIFF_RUNS ?? 60)
 
-beforeAll(async () => {
-  server = await startRedis()
-  client = new Redis({ port: server.port, host: server.host })
+beforeAll(() => {
   // maxBatch 3: bursts of more than three operations span several calls.
-  store = new RedisStore({ client, time: "client", maxBatch: 3 })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await server?.stop()
+  store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
 })
 
 type Op =
@@ -557,7 +549,7 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
   })
 
   it("leaves no key without a TTL", async () => {
-    const { scanned, missing } = await keysWithoutTtl([server], "*")
+    const { scanned, missing } = await keysWithoutTtl([fixture.server], "*")
     expect(scanned).toBeGreaterThan(100)
     expect(missing).toEqual([])
   })

@@ -104,6 +104,20 @@ function split(outcomes: Outcome[]): Record<Mode, Outcome[]> {
   return out
 }
 
+/** loadTrio: a load on the key "hot" over a trio, a call per mode each round (see split). */
+function loadTrio(
+  limiters: Record<Mode, Limiter<false>>,
+  durationMs: number,
+  everyMs = 5,
+): Promise<Outcome[]> {
+  return load({
+    durationMs,
+    everyMs,
+    perRound: 3,
+    call: (n) => limiters[MODES[n % 3]].limit("hot"),
+  })
+}
+
 /**
  * expectWithin: what each onStoreError allows, over `lifetimes` of the server's state (a
  * restart forgets what was consumed, so the store may admit its allowance once more).
@@ -191,12 +205,7 @@ describe("Redis faults under load", () => {
     const client = await connect(s)
     const limiters = trio(client, "kill", { breaker: { failures: 5, cooldown: "200ms" } })
     const origin = performance.now()
-    const running = load({
-      durationMs: 2000,
-      everyMs: 5,
-      perRound: 3,
-      call: (n) => limiters[MODES[n % 3]].limit("hot"),
-    })
+    const running = loadTrio(limiters, 2000)
     await sleep(300)
     await s.kill()
     const killedAt = performance.now() - origin
@@ -235,12 +244,7 @@ describe("Redis faults under load", () => {
     const s = await server()
     const client = await connect(s)
     const limiters = trio(client, "stop", { breaker: { failures: 5, cooldown: "300ms" } })
-    const running = load({
-      durationMs: 3000,
-      everyMs: 5,
-      perRound: 3,
-      call: (n) => limiters[MODES[n % 3]].limit("hot"),
-    })
+    const running = loadTrio(limiters, 3000)
     await sleep(300)
     s.pause()
     // Longer than timeout + margin: a call waiting on the frozen server would show.
@@ -396,14 +400,7 @@ describe("Redis faults under load", () => {
     await requirePass(s, "right-password")
     const client = await connect(s, { password: "wrong-password" })
     const limiters = trio(client, "auth")
-    const t = tallies(
-      await load({
-        durationMs: 1000,
-        everyMs: 10,
-        perRound: 3,
-        call: (n) => limiters[MODES[n % 3]].limit("hot"),
-      }),
-    )
+    const t = tallies(await loadTrio(limiters, 1000, 10))
     expectWithin(t, limiters, 0)
     // closed: every call a StoreError, the first ones with Redis's own reason.
     expect(t.closed.storeErrors).toBe(t.closed.calls)

@@ -3,7 +3,7 @@
 // TTLs match how long state matters, and a denial writes nothing.
 
 import { Redis } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   concurrency,
   createLimiter,
@@ -17,20 +17,10 @@ import {
 } from "../../src/index.js"
 import { scripts } from "../../src/stores/redis/scripts.js"
 import { startCuttingProxy } from "../support/cutting-proxy.js"
-import { keysWithoutTtl, type RedisServer, startRedis } from "../support/redis.js"
+import { keysWithoutTtl } from "../support/redis.js"
+import { useRedis } from "../support/redis-hooks.js"
 
-let server: RedisServer
-let client: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  client = new Redis({ host: server.host, port: server.port })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await server?.stop()
-})
+const fixture = useRedis()
 
 const ALL: Policy[] = [
   tokenBucket({ rate: 10, burst: 10 }),
@@ -57,7 +47,7 @@ describe("script registry", () => {
       ].sort(),
     )
     for (const [name, s] of registry) {
-      expect(await client.script("LOAD", s.source), name).toBe(s.sha)
+      expect(await fixture.client.script("LOAD", s.source), name).toBe(s.sha)
     }
   })
 
@@ -65,17 +55,17 @@ describe("script registry", () => {
     for (const policy of ALL) {
       const limiter = createLimiter({
         policy,
-        store: new RedisStore({ client }),
+        store: new RedisStore({ client: fixture.client }),
         prefix: `flush-${policy.kind}`,
       })
       expect((await limiter.limit("k")).allowed).toBe(true)
-      await client.script("FLUSH")
+      await fixture.client.script("FLUSH")
       expect((await limiter.limit("k")).allowed).toBe(true)
       // Flush while 200 requests from 20 connections are in flight: all are answered, and
       // exactly the allowance is admitted.
       const others = Array.from(
         { length: 20 },
-        () => new Redis({ host: server.host, port: server.port }),
+        () => new Redis({ host: fixture.server.host, port: fixture.server.port }),
       )
       try {
         const limiters = others.map((c) =>
@@ -88,7 +78,7 @@ describe("script registry", () => {
         const pending = Array.from({ length: 200 }, (_, i) =>
           limiters[i % limiters.length].limit("k"),
         )
-        await client.script("FLUSH")
+        await fixture.client.script("FLUSH")
         const decisions = await Promise.all(pending)
         expect(decisions.filter((d) => d.allowed).length, policy.kind).toBe(10)
       } finally {
@@ -103,10 +93,10 @@ describe("options", () => {
     const bad: [unknown, string][] = [
       [{}, "client"],
       [{ client: {} }, "client"],
-      [{ client, time: "local" }, "time"],
-      [{ client, maxBatch: 0 }, "maxBatch"],
-      [{ client, replayWindow: "soon" }, "replayWindow"],
-      [{ client, guardPrefix: "" }, "guardPrefix"],
+      [{ client: fixture.client, time: "local" }, "time"],
+      [{ client: fixture.client, maxBatch: 0 }, "maxBatch"],
+      [{ client: fixture.client, replayWindow: "soon" }, "replayWindow"],
+      [{ client: fixture.client, guardPrefix: "" }, "guardPrefix"],
     ]
     for (const [options, path] of bad) {
       expect(() => new RedisStore(options as never), path).toThrow(
@@ -118,17 +108,17 @@ describe("options", () => {
 
 describe("batching", () => {
   it("decides requests of one tick in few script calls, each as if alone", async () => {
-    const store = new RedisStore({ client, maxBatch: 100 })
+    const store = new RedisStore({ client: fixture.client, maxBatch: 100 })
     const limiter = createLimiter({
       policy: tokenBucket({ rate: 1, period: "1h", burst: 300 }),
       store,
       prefix: "batch",
     })
-    await client.config("RESETSTAT")
+    await fixture.client.config("RESETSTAT")
     const decisions = await Promise.all(
       Array.from({ length: 1000 }, (_, i) => limiter.limit(`k${i % 2}`)),
     )
-    const stats = await client.info("commandstats")
+    const stats = await fixture.client.info("commandstats")
     const calls = Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0)
     // One request alone (nothing was outstanding), then the rest in calls of at most 100.
     expect(calls).toBeGreaterThanOrEqual(10)
@@ -146,7 +136,7 @@ describe("batching", () => {
 
 describe("replay guard", () => {
   it("refuses a call the client re-sends after losing its reply, so it counts once", async () => {
-    const proxy = await startCuttingProxy(server)
+    const proxy = await startCuttingProxy(fixture.server)
     // ioredis's default: unfulfilled commands are sent again after a reconnect.
     const resending = new Redis({
       host: proxy.host,
@@ -180,8 +170,8 @@ describe("replay guard", () => {
 
 describe("state in Redis", () => {
   it("gives each key a TTL equal to how long its state matters", async () => {
-    const store = new RedisStore({ client })
-    const ttl = async (key: string) => client.pttl(key)
+    const store = new RedisStore({ client: fixture.client })
+    const ttl = async (key: string) => fixture.client.pttl(key)
     // Token bucket: 5 of 10 tokens at 100 ms each -> full again in 500 ms.
     const tb = createLimiter({ policy: tokenBucket({ rate: 10, burst: 10 }), store, prefix: "ttl" })
     await tb.limit("k", { cost: 5 })
@@ -222,17 +212,17 @@ describe("state in Redis", () => {
     const leased = await cc.limit("k")
     expect(await ttl("ttl:cc:{k}")).toBeGreaterThan(19_000)
     await leased.lease?.release()
-    expect(await client.exists("ttl:cc:{k}")).toBe(0) // nothing in flight: no state
+    expect(await fixture.client.exists("ttl:cc:{k}")).toBe(0) // nothing in flight: no state
     // Request ids: for the policy's window.
     await log.limit("k", { requestId: "once" })
     expect(await ttl("ttl:swl:{k}:r:once")).toBeGreaterThan(29_000)
     // A full bucket has no state at all.
     await tb.limit("fresh", { cost: 0 })
-    expect(await client.exists("ttl:tb:{fresh}")).toBe(0)
+    expect(await fixture.client.exists("ttl:tb:{fresh}")).toBe(0)
   })
 
   it("writes nothing for a denied request", async () => {
-    const store = new RedisStore({ client })
+    const store = new RedisStore({ client: fixture.client })
     for (const policy of [
       tokenBucket({ rate: 1, period: "1h", burst: 2 }),
       slidingWindowLog({ limit: 2, window: "1h" }),
@@ -243,8 +233,8 @@ describe("state in Redis", () => {
       const limiter = createLimiter({ policy, store, prefix: "deny" })
       await limiter.limit("k", { cost: 2 })
       const dump = async () => {
-        const keys = (await client.keys("deny:*")).sort()
-        return Promise.all(keys.map(async (k) => [k, await client.dump(k)]))
+        const keys = (await fixture.client.keys("deny:*")).sort()
+        return Promise.all(keys.map(async (k) => [k, await fixture.client.dump(k)]))
       }
       const before = await dump()
       for (let i = 0; i < 5; i++) expect((await limiter.limit("k")).allowed).toBe(false)
@@ -253,7 +243,7 @@ describe("state in Redis", () => {
   })
 
   it("leaves no key without a TTL", async () => {
-    const { scanned, missing } = await keysWithoutTtl([server], "*")
+    const { scanned, missing } = await keysWithoutTtl([fixture.server], "*")
     expect(scanned).toBeGreaterThan(10)
     expect(missing).toEqual([])
   })

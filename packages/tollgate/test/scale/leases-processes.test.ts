@@ -31,6 +31,23 @@ function kMax(options: Options, leases: RunSpec["leases"]): number {
   return localLeases(new MemoryStore(), leases).maxLease(tokenBucket(options))
 }
 
+/** prepareLeases readies the fleet to hammer "hot" with `inFlight` requests per process, through leases. */
+function prepareLeases(
+  prefix: string,
+  options: Options,
+  leases: RunSpec["leases"],
+  inFlight: number,
+): Promise<void> {
+  return fleet.prepare({
+    mode: "leases",
+    policy: { kind: "tokenBucket", options },
+    prefix,
+    key: "hot",
+    inFlight,
+    leases,
+  })
+}
+
 const sum = (stats: Record<string, number>[], field: string) =>
   stats.reduce((s, x) => s + (x[field] ?? 0), 0)
 
@@ -56,14 +73,7 @@ describe(`one hot key, ${N} processes on one redis-server`, () => {
     const leases = { period: "50ms", maxShare: 0.02 }
     const k = kMax(options, leases)
     expect(k).toBe(10)
-    await fleet.prepare({
-      mode: "leases",
-      policy: { kind: "tokenBucket", options },
-      prefix: "leased",
-      key: "hot",
-      inFlight: 16,
-      leases,
-    })
+    await prepareLeases("leased", options, leases, 16)
     const run = await fleet.phase(1500)
     const stats = await fleet.finish()
     expect(run.errors).toBe(0)
@@ -96,14 +106,7 @@ describe(`one hot key, ${N} processes on one redis-server`, () => {
     const leases = { period: "1s", maxShare: 0.02 }
     const k = kMax(options, leases)
     expect(k).toBe(20)
-    await fleet.prepare({
-      mode: "leases",
-      policy: { kind: "tokenBucket", options },
-      prefix: "carried",
-      key: "hot",
-      inFlight: 8,
-      leases,
-    })
+    await prepareLeases("carried", options, leases, 8)
     const first = await fleet.phase(1300)
     await new Promise((resolve) => setTimeout(resolve, 600))
     const second = await fleet.phase(300)

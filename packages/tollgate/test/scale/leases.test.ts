@@ -33,6 +33,22 @@ function setup(policy: Policy, options: LocalLeasesOptions = {}, start = 0) {
   return { clock, counting, store, limiter, truth, takes }
 }
 
+/**
+ * hotOverAsync: localLeases over an asynchronous store (so a lease call is in flight while
+ * other requests arrive), with "hot" made hot by a request a ms for 100 ms.
+ */
+async function hotOverAsync(policy: Policy) {
+  const clock = manualClock(0)
+  const inner = new AsyncMemoryStore()
+  const store = localLeases(inner, { clock, period: 100, maxShare: 0.1 })
+  const limiter = createLimiter({ policy, store, clock })
+  for (let t = 0; t < 100; t++) {
+    await limiter.limit("hot")
+    clock.advance(1)
+  }
+  return { clock, inner, store, limiter }
+}
+
 /** hammer sends `perMs` requests every ms for `ms` ms and returns how many were admitted. */
 function hammer(
   limiter: { limit(key: string): Decision },
@@ -350,14 +366,7 @@ describe("localLeases", () => {
   })
 
   it("over an asynchronous store, makes one call for a hot key's concurrent requests and refills ahead", async () => {
-    const clock = manualClock(0)
-    const inner = new AsyncMemoryStore()
-    const store = localLeases(inner, { clock, period: 100, maxShare: 0.1 })
-    const limiter = createLimiter({ policy: STILL, store, clock })
-    for (let t = 0; t < 100; t++) {
-      await limiter.limit("hot")
-      clock.advance(1)
-    }
+    const { clock, inner, store, limiter } = await hotOverAsync(STILL)
     const calls = inner.calls
     // 40 at once: the first takes a lease of 100, the others wait for it, no more calls.
     const first = await Promise.all(Array.from({ length: 40 }, () => limiter.limit("hot")))
@@ -383,14 +392,7 @@ describe("localLeases", () => {
   })
 
   it("decides requests that waited for a lease call with its answer, as one batch", async () => {
-    const clock = manualClock(0)
-    const inner = new AsyncMemoryStore()
-    const store = localLeases(inner, { clock, period: 100, maxShare: 0.1 })
-    const limiter = createLimiter({ policy: STILL, store, clock })
-    for (let t = 0; t < 100; t++) {
-      await limiter.limit("hot")
-      clock.advance(1)
-    }
+    const { clock, inner, store, limiter } = await hotOverAsync(STILL)
     // Another process takes all but 30 of what is left; this one does not know.
     const other = createLimiter({ policy: STILL, store: inner.inner, clock })
     expect(other.limit("hot", { cost: 870 }).allowed).toBe(true)
@@ -409,15 +411,8 @@ describe("localLeases", () => {
   })
 
   it("denies a saturated key's surplus at once while the next pocket is fetched", async () => {
-    const clock = manualClock(0)
-    const inner = new AsyncMemoryStore()
     const policy = tokenBucket({ rate: 1000, period: "1s", burst: 1000 })
-    const store = localLeases(inner, { clock, period: 100, maxShare: 0.1 })
-    const limiter = createLimiter({ policy, store, clock })
-    for (let t = 0; t < 100; t++) {
-      await limiter.limit("hot")
-      clock.advance(1)
-    }
+    const { clock, inner, store, limiter } = await hotOverAsync(policy)
     // Drain the bucket from elsewhere; this process learns it with its next pocket call.
     const other = createLimiter({ policy, store: inner.inner, clock })
     other.limit("hot", { cost: other.peek("hot").remaining })

@@ -2,6 +2,7 @@ import type { Decision } from "../../core/decision.js"
 import { assertPolicy, type Policy } from "../../core/policy.js"
 import type { Grant } from "../../core/token-bucket.js"
 import { ConfigError, UnsupportedError } from "../../errors.js"
+import { forgetDue } from "../reservations.js"
 import { limitInto, type Sink, type SinkNamespace } from "../sink.js"
 import type { CallKind, CallQueue, Item } from "./call-queue.js"
 import {
@@ -78,9 +79,6 @@ let captured: Sink<unknown> = { resolve: ignore, reject: ignore }
 function capture<T>(resolve: (answer: T) => void, reject: (error: unknown) => void): void {
   captured = { resolve: resolve as (answer: unknown) => void, reject }
 }
-
-/** RESERVATIONS_KEPT: most reservations remembered for exact cancels (server time). */
-const RESERVATIONS_KEPT = 100_000
 
 /**
  * RedisNamespace: one limiter's state in Redis, for one (prefix, policy kind). Every
@@ -262,15 +260,7 @@ export class RedisNamespace implements SinkNamespace {
 
   private remember(id: string, executeAt: number, now: number): void {
     const kept = this.reservations
-    // Forget reservations whose time has come (they can no longer be cancelled), oldest
-    // first, and the oldest of all beyond the cap.
-    for (let n = 0; n < 4; n++) {
-      const oldest = kept.keys().next()
-      if (oldest.done) break
-      const at = Number(oldest.value.slice(oldest.value.lastIndexOf("\n") + 1))
-      if (at > now && kept.size < RESERVATIONS_KEPT) break
-      kept.delete(oldest.value)
-    }
+    forgetDue(kept, now)
     kept.set(id, executeAt)
   }
 

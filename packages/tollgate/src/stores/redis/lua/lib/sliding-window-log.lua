@@ -27,18 +27,25 @@ function SWL.load(p, key, now)
   return st
 end
 
+-- readChunk appends the next SWL_CHUNK entries from Redis to the cache; a short read
+-- means the cache now holds every entry.
+function SWL.readChunk(st)
+  local cache = st.cache
+  local first = #cache + 1
+  local r = redis.call("LRANGE", st.key, first, first + SWL_CHUNK - 1)
+  for k = 1, #r do
+    local t, c = struct.unpack("<dd", r[k])
+    cache[first + k - 1] = { t, c }
+  end
+  st.complete = #r < SWL_CHUNK
+end
+
 -- entry j (1 = oldest live entry), read from Redis when not cached yet; nil past the end.
 function SWL.entry(st, j)
   local m = st.drop + j
   local cache = st.cache
   while cache[m] == nil and not st.complete do
-    local first = #cache + 1
-    local r = redis.call("LRANGE", st.key, first, first + SWL_CHUNK - 1)
-    for k = 1, #r do
-      local t, c = struct.unpack("<dd", r[k])
-      cache[first + k - 1] = { t, c }
-    end
-    st.complete = #r < SWL_CHUNK
+    SWL.readChunk(st)
   end
   return cache[m]
 end
@@ -114,16 +121,10 @@ function SWL.again(st)
   if st.complete then
     return
   end
-  local cache = st.cache
   while not st.complete do
-    local first = #cache + 1
-    local r = redis.call("LRANGE", st.key, first, first + SWL_CHUNK - 1)
-    for k = 1, #r do
-      local t, c = struct.unpack("<dd", r[k])
-      cache[first + k - 1] = { t, c }
-    end
-    st.complete = #r < SWL_CHUNK
+    SWL.readChunk(st)
   end
+  local cache = st.cache
   if st.tail == "push" then
     cache[#cache + 1] = { st.lastTime, st.lastCost }
   elseif st.tail == "merge" then
