@@ -13,6 +13,8 @@ import {
   slidingWindowLog,
   tokenBucket,
 } from "../src/index.js"
+import { KeyBytes } from "../src/stores/shared/key-bytes.js"
+import type { SharedNamespace } from "../src/stores/shared/namespace.js"
 import type { Task, WorkerInput, WorkerResult } from "./support/shared-memory-worker.js"
 
 const NOW = 1_700_000_000_000
@@ -596,5 +598,65 @@ describe("SharedMemoryStore contract", () => {
     expect(opened.maxKeys).toBe(1000)
     expect(opened.maxKeyBytes).toBe(32)
     expect(store.byteLength).toBeLessThan(1000 * 1.5 * 200 + 200_000 + 1500 * 200)
+  })
+
+  it("never reads a key through a slot that another thread freed or gave to another key", () => {
+    // Two openings of one memory stand for two threads, each with its own namespace
+    // objects (and their per-thread buffers).
+    const store = new SharedMemoryStore({ maxKeys: 1, maxKeyBytes: 64 })
+    const other = SharedMemoryStore.open(store.handle)
+    const a = store.namespace("p", noRefill(5)) as SharedNamespace
+    const b = other.namespace("p", noRefill(5)) as SharedNamespace
+    const slotOf = (key: string) =>
+      store.table.locate(a.encode(key, new KeyBytes(store.maxKeyBytes)))
+    const long = "L".repeat(60)
+    // Keys of a's length and bytes but one; a long key (past the record, into overflow);
+    // and a non-ASCII key whose UTF-16 units equal another key's UTF-8 bytes.
+    const keys = [long, "\u00c3\u00a9", "\u00e9", `${long.slice(0, 59)}M`]
+    for (let i = 0; i < 40; i++) keys.push(`k${i}`, `j${i}`)
+    let reused = 0
+    for (const key of ["a", long, "\u00c3\u00a9"]) {
+      for (const next of keys) {
+        if (next === key) continue
+        expect(a.limit(key, 2, NOW).remaining).toBe(3)
+        const held = slotOf(key)
+        expect(held).toBeGreaterThanOrEqual(0)
+        // The other thread's key takes the only place (maxKeys 1): `key` is evicted.
+        expect(b.limit(next, 1, NOW).remaining).toBe(4)
+        expect(b.limit(next, 1, NOW).remaining).toBe(3)
+        if (slotOf(next) === held) reused++
+        expect(slotOf(key)).toBe(-1)
+        expect(a.peek(key, NOW).remaining).toBe(5)
+        expect(a.limit(key, 1, NOW).remaining).toBe(4)
+        // And back: `next` was evicted in turn, and the other thread sees it so.
+        expect(b.peek(next, NOW).remaining).toBe(5)
+        a.reset(key)
+        expect(b.peek(key, NOW).remaining).toBe(5)
+        expect(store.size).toBe(0)
+      }
+    }
+    // The slot a key was found in went to another key many times over.
+    expect(reused).toBeGreaterThan(20)
+  })
+
+  it("finds a key again after another thread reset it and other keys took its slot", () => {
+    const store = new SharedMemoryStore({ maxKeys: 16 })
+    const other = SharedMemoryStore.open(store.handle)
+    const a = store.namespace("p", noRefill(100)) as SharedNamespace
+    const b = other.namespace("p", noRefill(100)) as SharedNamespace
+    const keys = Array.from({ length: 16 }, (_, i) => `key-${i}`)
+    for (const k of keys) expect(a.limit(k, 1, NOW).remaining).toBe(99)
+    for (let round = 0; round < 5; round++) {
+      // The other thread frees every key and refills the table in another order.
+      for (const k of keys) b.reset(k)
+      const order = [...keys].reverse()
+      for (const [i, k] of order.entries()) expect(b.limit(k, i + 1, NOW).remaining).toBe(99 - i)
+      for (const [i, k] of order.entries()) {
+        expect(a.limit(k, 0, NOW).remaining).toBe(99 - i)
+        expect(a.peek(k, NOW).remaining).toBe(99 - i)
+      }
+      keys.push(keys.shift() as string)
+    }
+    expect(store.size).toBe(16)
   })
 })
