@@ -147,6 +147,9 @@ export class CallQueue {
       (kind.tail === true && lane.calls[lane.calls.length - 1] !== call)
     ) {
       call = { kind, items: [] }
+      // A call spanning namespaces (limit-all) keeps its place: what comes after it on
+      // this lane must not join calls made before it.
+      if (kind.tail === true) lane.open.clear()
       if (!lane.queued) {
         lane.queued = true
         this.dirty.push(lane)

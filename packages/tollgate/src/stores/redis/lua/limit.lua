@@ -8,9 +8,10 @@
 -- state is one string, the keys of a larger call all with one MGET), kept in Lua while
 -- later items of the call use it, and written once at the end, as the last item that
 -- used it left it (at that item's time): a key that many items of a batch share costs
--- one read and one write. (A sliding log is written between items of different times,
--- with client time: its state holds what one instant added.) The loop holds what it uses in locals, and packs a decision
--- without a lease with its length in one step.
+-- one read and one write. (A sliding log kept as a list is written between items of
+-- different times, with client time: its state holds what one instant added.) The loop
+-- holds what it uses in locals, and packs a decision without a lease with its length in
+-- one step.
 local ctx, pos = U.begin()
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
@@ -19,6 +20,9 @@ local p
 p, pos = readPolicy(ctx.blob, pos)
 local K = p.kernel
 local load, decode, again, decide, save = K.load, K.decode, K.again, K.limit, K.save
+if K.packs ~= nil and not K.packs(p) then
+  decode = nil
+end
 local pack, read, sub = struct.pack, struct.unpack, string.sub
 local blob = ctx.blob
 local size = #blob
@@ -85,7 +89,7 @@ while pos <= size do
       states[key] = st
     elseif st == nil then
       if values ~= nil then
-        st = decode(p, values[at], now)
+        st = decode(p, values[at], now, key)
       else
         st = load(p, key, now)
       end

@@ -1,0 +1,200 @@
+// The sliding window log's two Redis layouts: a packed string for small limits, a list
+// for large ones (see lua/lib/sliding-window-log.lua). Each must decide exactly as the
+// TypeScript core, and a key written in one layout must carry on in the other when the
+// policy's limit moves across the boundary (its entries kept, none lost).
+
+import fc from "fast-check"
+import { beforeAll, describe, expect, it } from "vitest"
+import {
+  type Decision,
+  MemoryStore,
+  type Policy,
+  RedisStore,
+  slidingWindowLog,
+} from "../../src/index.js"
+import type { Namespace } from "../../src/stores/store.js"
+import { useRedis } from "../support/redis-hooks.js"
+
+const fixture = useRedis()
+let store: RedisStore
+let run = 0
+const RUNS = Number(process.env.TOLLGATE_DIFF_RUNS ?? 60)
+
+beforeAll(() => {
+  store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
+})
+
+// SMALL is packed, LARGE a list (the boundary is a limit of 50); same window, so the
+// MemoryStore's sweep judges emptiness alike under both.
+const SMALL = slidingWindowLog({ limit: 6, window: 1000 })
+const LARGE = slidingWindowLog({ limit: 120, window: 1000 })
+const POLICIES = [SMALL, LARGE, slidingWindowLog({ limit: 51, window: 1000 })]
+const KEYS = ["a", "b", "c:d"]
+const COSTS = [0, 1, 1, 0.5, 0.1, 3, 17, 40.5]
+
+type Op =
+  | { t: "advance"; ms: number }
+  | { t: "limit"; key: string; cost: number }
+  | { t: "burst"; ops: { key: string; cost: number; at: number }[] }
+  | { t: "peek"; key: string }
+  | { t: "adjust"; key: string; delta: number }
+  | { t: "setPolicy"; which: number }
+
+const key = fc.constantFrom(...KEYS)
+const cost = fc.constantFrom(...COSTS)
+const op: fc.Arbitrary<Op> = fc.oneof(
+  fc
+    .constantFrom(0, 0.001, 1, 7, 120, 333, 999, 1000, 1500)
+    .map((ms) => ({ t: "advance", ms }) as Op),
+  fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+  fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+  fc
+    .array(fc.record({ key, cost, at: fc.constantFrom(0, 0, 1, 2.5) }), {
+      minLength: 2,
+      maxLength: 7,
+    })
+    .map((ops) => ({ t: "burst", ops }) as Op),
+  key.map((k) => ({ t: "peek", key: k }) as Op),
+  fc
+    .record({ key, delta: fc.constantFrom(-30, -1, -0.5, 0.5, 2, 25) })
+    .map((o) => ({ t: "adjust", ...o }) as Op),
+  fc.nat(POLICIES.length - 1).map((which) => ({ t: "setPolicy", which }) as Op),
+)
+
+function plain(d: Decision): Record<string, unknown> {
+  return {
+    allowed: d.allowed,
+    limit: d.limit + 0,
+    remaining: d.remaining + 0,
+    retryAfterMs: d.retryAfterMs + 0,
+    resetAfterMs: d.resetAfterMs + 0,
+  }
+}
+
+function memoryNamespace(prefix: string, policy: Policy): Namespace {
+  const memory = new MemoryStore()
+  return memory.namespace(prefix, policy)
+}
+
+async function scenario(initial: number, start: number, ops: Op[]): Promise<void> {
+  let policy = POLICIES[initial]
+  const prefix = `layout${run++}`
+  const memory = memoryNamespace(prefix, policy)
+  const redis = store.namespace(prefix, policy)
+  let now = start
+  const same = (m: Decision, r: Decision, step: string) => expect(plain(r), step).toEqual(plain(m))
+  for (const [i, o] of ops.entries()) {
+    const step = `step ${i} at ${now}: ${JSON.stringify(o)}`
+    switch (o.t) {
+      case "advance":
+        now += o.ms
+        break
+      case "limit": {
+        const c = Math.min(o.cost, policy.limit)
+        same(memory.limit(o.key, c, now) as Decision, await redis.limit(o.key, c, now), step)
+        break
+      }
+      case "burst": {
+        // Items of one call at several times: a packed state carries them all in Lua.
+        const items = o.ops.map((b) => ({ ...b, cost: Math.min(b.cost, policy.limit) }))
+        const ms = items.map((b) => memory.limit(b.key, b.cost, now + b.at) as Decision)
+        const rs = await Promise.all(items.map((b) => redis.limit(b.key, b.cost, now + b.at)))
+        for (const [j, m] of ms.entries()) same(m, rs[j], `${step} [${j}]`)
+        now += 2.5
+        break
+      }
+      case "peek":
+        same(memory.peek(o.key, now) as Decision, await redis.peek(o.key, now), step)
+        break
+      case "adjust":
+        same(
+          memory.adjust(o.key, o.delta, now) as Decision,
+          await redis.adjust(o.key, o.delta, now),
+          step,
+        )
+        break
+      case "setPolicy":
+        policy = POLICIES[o.which]
+        memory.setPolicy(policy, now)
+        redis.setPolicy(policy, now)
+        break
+    }
+  }
+  for (const k of KEYS) {
+    same(memory.peek(k, now) as Decision, await redis.peek(k, now), `final peek of ${k}`)
+  }
+}
+
+async function typeOf(prefix: string, k: string): Promise<string> {
+  return fixture.client.type(`${prefix}:swl:{${k}}`)
+}
+
+describe("sliding window log layouts in Redis", () => {
+  it("each layout, and a switch between them, decides as the core", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(POLICIES.length - 1),
+        fc.integer({ min: 0, max: 86_400_000 }).map((ms) => 1_780_000_000_000 + ms + 0.25),
+        fc.array(op, { minLength: 1, maxLength: 40 }),
+        (initial, start, ops) => scenario(initial, start, ops),
+      ),
+      { numRuns: RUNS },
+    )
+  }, 60_000)
+
+  it("keeps small limits in a string and large ones in a list, each with a TTL", async () => {
+    const now = 1_780_000_000_000
+    const small = store.namespace("lay-small", slidingWindowLog({ limit: 50, window: 60_000 }))
+    const large = store.namespace("lay-large", slidingWindowLog({ limit: 51, window: 60_000 }))
+    expect((await small.limit("k", 1, now)).allowed).toBe(true)
+    expect((await large.limit("k", 1, now)).allowed).toBe(true)
+    expect(await typeOf("lay-small", "k")).toBe("string")
+    expect(await typeOf("lay-large", "k")).toBe("list")
+    for (const prefix of ["lay-small", "lay-large"]) {
+      const ttl = await fixture.client.pttl(`${prefix}:swl:{k}`)
+      expect(ttl).toBeGreaterThan(60_000)
+    }
+  })
+
+  it("moves a log of thousands of entries between layouts without losing one", async () => {
+    // 9,000 entries at distinct times: more than one Lua call can unpack as arguments.
+    const big = slidingWindowLog({ limit: 20_000, window: 3_600_000 })
+    const memory = memoryNamespace("lay-move", big)
+    const redis = store.namespace("lay-move", big)
+    const batched = new RedisStore({ client: fixture.client, time: "client" }).namespace(
+      "lay-move",
+      big,
+    )
+    const start = 1_780_000_000_000
+    const N = 9_000
+    for (let first = 0; first < N; first += 1_000) {
+      const times = Array.from({ length: 1_000 }, (_, i) => start + first + i)
+      for (const t of times) memory.limit("k", 1, t)
+      const ds = await Promise.all(times.map((t) => batched.limit("k", 1, t)))
+      expect(ds.every((d) => d.allowed)).toBe(true)
+    }
+    expect(await fixture.client.llen("lay-move:swl:{k}")).toBe(N + 1)
+    let now = start + N + 10
+    // Down to a packed limit: the whole log moves into the string.
+    const small = slidingWindowLog({ limit: 9_000, window: 3_600_000 })
+    const smallish = slidingWindowLog({ limit: 40, window: 3_600_000 })
+    for (const p of [smallish, big, small, smallish]) {
+      memory.setPolicy(p, now)
+      redis.setPolicy(p, now)
+      expect(plain(await redis.limit("k", 1, now))).toEqual(
+        plain(memory.limit("k", 1, now) as Decision),
+      )
+      expect(await typeOf("lay-move", "k")).toBe(p.limit <= 50 ? "string" : "list")
+      expect(await fixture.client.pttl("lay-move:swl:{k}")).toBeGreaterThan(3_600_000)
+      now += 1
+    }
+    // And the entries still leave the window one by one, as the core's do.
+    now = start + 3_600_000 + 4_500
+    for (const p of [big, smallish]) {
+      memory.setPolicy(p, now)
+      redis.setPolicy(p, now)
+      expect(plain(await redis.peek("k", now))).toEqual(plain(memory.peek("k", now) as Decision))
+      now += 1_000
+    }
+  }, 60_000)
+})
