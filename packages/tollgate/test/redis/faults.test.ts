@@ -427,6 +427,8 @@ describe("Redis faults under load", () => {
     const connections = await Promise.all(
       Array.from({ length: 4 }, () => connect(s, { retryStrategy: () => 10 })),
     )
+    let reconnects = 0
+    for (const c of connections) c.on("reconnecting", () => reconnects++)
     const KEYS = 5
     // hot: the allowance is soon used up; wide: never, so every run call shows in the count.
     const make = (client: Redis, name: string, burst: number) =>
@@ -464,7 +466,9 @@ describe("Redis faults under load", () => {
     const t = tally(outcomes)
     expect(t.others).toEqual([])
     expect(t.maxMs).toBeLessThanOrEqual(2000 + MARGIN_MS)
-    expect(t.storeErrors).toBeGreaterThan(0)
+    // The load's connections were cut under it. (Whether a reply was lost in flight, and
+    // so some call failed, depends on timing: often, but not in every run.)
+    expect(reconnects).toBeGreaterThan(0)
     const replayed = (o: Outcome) => /it ran once/.test(String((o.error as Error)?.message))
     for (let k = 0; k < KEYS; k++) {
       const on = (parity: number) =>
