@@ -54,6 +54,15 @@ describe("scenarios", () => {
     }
   })
 
+  it("remaining never exceeds the limit, even for a burst of 5e158", () => {
+    // burst * T / T can round one ulp above the burst (found by the fuzz test).
+    const burst = 5.35835128668744e158
+    const limiter = createLimiter({ policy: tokenBucket({ rate: 1, burst }), clock: manualClock() })
+    for (const d of [limiter.limit("k"), limiter.peek("k") as ReturnType<typeof limiter.limit>]) {
+      expect(d.remaining).toBeLessThanOrEqual(d.limit)
+    }
+  })
+
   it("1000/min -> 5000/min in the middle of a burst keeps what was admitted and the fill fraction", () => {
     const clock = manualClock(0)
     const limiter = createLimiter({ policy: tokenBucket({ rate: 1000, period: "1m" }), clock })

@@ -35,7 +35,9 @@ function tokens(p: TokenBucketPolicy, debtMs: number, slackMs: number): number {
   const left = w - debtMs + slackMs
   // Less than half a token: 0 with no division (a bucket just emptied, as when denying).
   if (left + left < p.intervalMs) return 0
-  return whole((left < w ? left : w) / p.intervalMs)
+  // (w / T can round one ulp above the burst when the burst is huge.)
+  const n = whole((left < w ? left : w) / p.intervalMs)
+  return n < p.burst ? n : p.burst
 }
 
 /** tokenBucketLimit admits `cost` at `now` when the bucket holds it, storing the new tat. */

@@ -58,7 +58,8 @@ end
 -- tokens: the whole tokens in the bucket when it owes `debt` ms of refill, forgiving the
 -- same slack as admission does (never above the burst).
 function TB.tokens(p, debt, slack)
-  return U.whole(math.min(p.window, p.window - debt + slack) / p.interval)
+  local n = U.whole(math.min(p.window, p.window - debt + slack) / p.interval)
+  return n < p.burst and n or p.burst
 end
 
 function TB.load(p, key, now)
