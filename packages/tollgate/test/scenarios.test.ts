@@ -54,12 +54,21 @@ describe("scenarios", () => {
     }
   })
 
-  it("remaining never exceeds the limit, even for a burst of 5e158", () => {
+  it("remaining is a whole number within the limit, even for bursts of 5e158 and 1.5", () => {
     // burst * T / T can round one ulp above the burst (found by the fuzz test).
-    const burst = 5.35835128668744e158
-    const limiter = createLimiter({ policy: tokenBucket({ rate: 1, burst }), clock: manualClock() })
-    for (const d of [limiter.limit("k"), limiter.peek("k") as ReturnType<typeof limiter.limit>]) {
-      expect(d.remaining).toBeLessThanOrEqual(d.limit)
+    for (const [burst, period] of [
+      [5.35835128668744e158, 1000],
+      [1.5, 5e-324],
+      [1.5, 1000],
+    ]) {
+      const limiter = createLimiter({
+        policy: tokenBucket({ rate: 1, period, burst }),
+        clock: manualClock(),
+      })
+      for (const d of [limiter.peek("k"), limiter.limit("k"), limiter.peek("k")]) {
+        expect(Number.isInteger(d.remaining), `${burst}`).toBe(true)
+        expect(d.remaining).toBeLessThanOrEqual(d.limit)
+      }
     }
   })
 

@@ -37,7 +37,7 @@ function tokens(p: TokenBucketPolicy, debtMs: number, slackMs: number): number {
   if (left + left < p.intervalMs) return 0
   // (w / T can round one ulp above the burst when the burst is huge.)
   const n = whole((left < w ? left : w) / p.intervalMs)
-  return n < p.burst ? n : p.burst
+  return n <= p.burst ? n : Math.floor(p.burst)
 }
 
 /** tokenBucketLimit admits `cost` at `now` when the bucket holds it, storing the new tat. */

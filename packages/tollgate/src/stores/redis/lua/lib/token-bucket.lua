@@ -59,7 +59,10 @@ end
 -- same slack as admission does (never above the burst).
 function TB.tokens(p, debt, slack)
   local n = U.whole(math.min(p.window, p.window - debt + slack) / p.interval)
-  return n < p.burst and n or p.burst
+  if n <= p.burst then
+    return n
+  end
+  return math.floor(p.burst)
 end
 
 function TB.load(p, key, now)
