@@ -3,7 +3,9 @@ import {
   concurrency,
   createLimiter,
   fixedWindow,
+  MemoryStore,
   manualClock,
+  type Store,
   slidingWindowCounter,
   slidingWindowLog,
   tokenBucket,
@@ -134,5 +136,30 @@ describe("limiter", () => {
     expect(fixedWindow({ limit: 1, window: "250ms" }).windowMs).toBe(250)
     expect(fixedWindow({ limit: 1, window: "1.5h" }).windowMs).toBe(5_400_000)
     expect(fixedWindow({ limit: 1, window: "1d" }).windowMs).toBe(86_400_000)
+  })
+  it("answers with promises over an asynchronous store, even when it answers at once", async () => {
+    // A store wrapper (local leases, a denied cache) may answer without asking its store.
+    const memory = new MemoryStore()
+    const store: Store = {
+      synchronous: false,
+      namespace: (prefix, policy) => memory.namespace(prefix, policy),
+      limitAll: (checks, now) => memory.limitAll(checks, now),
+    }
+    const limiter = createLimiter({
+      policy: tokenBucket({ rate: 1, period: "1h", burst: 2 }),
+      store,
+      clock: manualClock(),
+    })
+    const limited = limiter.limit("k")
+    const peeked = limiter.peek("k")
+    const reset = limiter.reset("k")
+    expect(limited).toBeInstanceOf(Promise)
+    expect(peeked).toBeInstanceOf(Promise)
+    expect(reset).toBeInstanceOf(Promise)
+    expect((await limited).remaining).toBe(1)
+    expect((await peeked).remaining).toBe(1)
+    await reset
+    expect((await limiter.peek("k")).remaining).toBe(2)
+    expect(limiter.stats().allowed).toBe(1)
   })
 })

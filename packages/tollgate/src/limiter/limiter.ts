@@ -596,7 +596,10 @@ class RateLimiter implements Limiter<boolean> {
     } catch (error) {
       return failed(error)
     }
-    return isPromise(r) ? r.catch(failed) : r
+    if (isPromise(r)) return r.catch(failed)
+    // Over an asynchronous store the caller gets a promise even when a store wrapper
+    // answered at once.
+    return this.#sync ? r : Promise.resolve(r)
   }
 
   setPolicy(policy: Policy): void {

@@ -184,17 +184,22 @@ export class StoreGuard {
     }
   }
 
-  /** wrap returns a Namespace whose asynchronous calls all go through this guard. */
+  /**
+   * wrap returns a Namespace whose asynchronous calls all go through this guard; an answer
+   * the namespace gives at once (a wrapper deciding locally) comes back as it is.
+   */
   wrap(ns: Namespace): Namespace {
     const wrapped: Namespace = {
       limit: (key, cost, now, requestId) =>
         this.runDirect(() => ns.limit(key, cost, now, requestId)),
-      peek: (key, now) => this.run(() => ns.peek(key, now)),
-      reset: (key) => this.run(() => ns.reset(key)),
-      reserve: (key, cost, now, maxWaitMs) => this.run(() => ns.reserve(key, cost, now, maxWaitMs)),
-      cancel: (key, cost, executeAt, now) => this.run(() => ns.cancel(key, cost, executeAt, now)),
-      release: (key, leaseId, now) => this.run(() => ns.release(key, leaseId, now)),
-      adjust: (key, delta, now) => this.run(() => ns.adjust(key, delta, now)),
+      peek: (key, now) => this.runDirect(() => ns.peek(key, now)),
+      reset: (key) => this.runDirect(() => ns.reset(key)),
+      reserve: (key, cost, now, maxWaitMs) =>
+        this.runDirect(() => ns.reserve(key, cost, now, maxWaitMs)),
+      cancel: (key, cost, executeAt, now) =>
+        this.runDirect(() => ns.cancel(key, cost, executeAt, now)),
+      release: (key, leaseId, now) => this.runDirect(() => ns.release(key, leaseId, now)),
+      adjust: (key, delta, now) => this.runDirect(() => ns.adjust(key, delta, now)),
       setPolicy: (policy, now) => ns.setPolicy(policy, now),
       size: () => ns.size(),
     }
