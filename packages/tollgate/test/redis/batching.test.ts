@@ -137,6 +137,29 @@ describe("calls of one tick", () => {
     expect(await after).toMatchObject({ allowed: true, remaining: 1 })
     expect((await Promise.all(others)).map((d) => d.remaining)).toEqual([1, 1, 1])
   })
+
+  it("keep their order when one needs a script Redis has not seen yet", async () => {
+    // limit's script is loaded, limit-all's is not: were limit-all sent by SHA1 first and
+    // again in full after NOSCRIPT, the plain limit behind it would be decided first.
+    await fixture.client.script("FLUSH")
+    for (const pipelined of [false, true]) {
+      const store = new RedisStore({ client: fixture.client })
+      const policy = slidingWindowLog({ limit: 3, window: "1h" })
+      const ns = store.namespace(`order-${pipelined}`, policy)
+      await ns.limit("warm-up", 1, Date.now())
+      const now = Date.now()
+      // Four or more calls in one flush travel as a pipeline.
+      const extra = pipelined
+        ? [1, 2, 3].map((i) => store.namespace(`order-extra-${i}`, policy).limit("x", 1, now))
+        : []
+      const all = store.limitAll([{ namespace: ns, key: "k", cost: 3 }], now)
+      const one = ns.limit("k", 1, now)
+      expect((await all).map((d) => d.allowed)).toEqual([true])
+      expect((await one).allowed).toBe(false)
+      await Promise.all(extra)
+      await fixture.client.script("FLUSH")
+    }
+  })
 })
 
 describe("the replay guard's bitmap", () => {

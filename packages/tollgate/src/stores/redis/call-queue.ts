@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto"
 import { StoreError } from "../../errors.js"
 import { encodePart, slotTag } from "./key-layout.js"
-import { type Arg, run, type Script, type ScriptClient } from "./scripts.js"
+import type { Arg, Script, ScriptClient } from "./scripts.js"
 
 /** Item: one operation's share of a script call, and where its reply goes. */
 export interface Item {
@@ -122,6 +122,13 @@ export class CallQueue {
   private scheduled = false
   private readonly guardBase: string
   private readonly timeArg: string
+  /**
+   * loaded: per server (on a Cluster: the nodes of a slot), the scripts sent to it. A
+   * script goes in full (EVAL, which also caches it there) the first time, by its SHA1
+   * after that. Loading first keeps calls in order: were the first call a NOSCRIPT
+   * EVALSHA sent again later, the calls behind it on the lane would run before it.
+   */
+  private readonly loaded = new Map<string, Set<Script>>()
 
   constructor(options: CallQueueOptions) {
     this.options = options
@@ -271,9 +278,8 @@ export class CallQueue {
       const argvs: Arg[][] = []
       for (const { lane, call } of group) {
         const argv = this.argv(lane, call)
-        argv[0] = (call.kind.script as Script).sha
         argvs.push(argv)
-        pipeline.callBuffer("evalsha", argv)
+        pipeline.callBuffer(this.prepare(lane, call.kind.script as Script, argv), argv)
         lane.outstanding++
       }
       pipeline.exec().then(
@@ -284,14 +290,10 @@ export class CallQueue {
             if (error === null || error === undefined) {
               this.answer(lane, call, value)
             } else if (notRun(error)) {
-              // Nothing ran (the script was not loaded, the slot moved): send it alone.
+              if (error.message.startsWith("NOSCRIPT")) this.forget(call.kind.script as Script)
+              // Nothing ran (the server lost its scripts, the slot moved): send it alone.
               lane.outstanding--
-              const script = call.kind.script as Script
-              const argv = argvs[i]
-              if (error.message.startsWith("NOSCRIPT")) {
-                argv[0] = script.source
-                this.track(lane, call, client.callBuffer("eval", argv))
-              } else this.track(lane, call, run(client, script, argv))
+              this.run(lane, call, argvs[i])
             } else this.fail(lane, call, error)
           }
         },
@@ -301,7 +303,7 @@ export class CallQueue {
           for (let i = 0; i < group.length; i++) {
             const { lane, call } = group[i]
             lane.outstanding--
-            this.track(lane, call, run(client, call.kind.script as Script, argvs[i]))
+            this.run(lane, call, argvs[i])
           }
         },
       )
@@ -337,7 +339,50 @@ export class CallQueue {
       const keys: string[] = []
       for (const item of items) for (const k of item.keys) keys.push(k)
       this.track(lane, call, this.options.client.del(keys))
-    } else this.track(lane, call, run(this.options.client, kind.script, this.argv(lane, call)))
+    } else this.run(lane, call, this.argv(lane, call))
+  }
+
+  /**
+   * prepare puts the script (its SHA1, or its source the first time this server sees it)
+   * into argv[0] and returns the command that runs it.
+   */
+  private prepare(lane: Lane, script: Script, argv: Arg[]): "eval" | "evalsha" {
+    const slots = this.options.client.slots
+    const node = lane.slot < 0 || slots === undefined ? "" : (slots[lane.slot]?.join() ?? "")
+    let scripts = this.loaded.get(node)
+    if (scripts === undefined) {
+      scripts = new Set()
+      this.loaded.set(node, scripts)
+    }
+    if (scripts.has(script)) {
+      argv[0] = script.sha
+      return "evalsha"
+    }
+    scripts.add(script)
+    argv[0] = script.source
+    return "eval"
+  }
+
+  /**
+   * run sends one script call. A NOSCRIPT reply (nothing ran: the server restarted, failed
+   * over or had its scripts flushed) sends it again in full; the calls sent behind it
+   * meanwhile have run first, so around such an event calls may be decided out of their
+   * order (each still atomic, none twice).
+   */
+  private run(lane: Lane, call: Call, argv: Arg[]): void {
+    const script = call.kind.script as Script
+    const client = this.options.client
+    const reply = client.callBuffer(this.prepare(lane, script, argv), argv).catch((error) => {
+      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error
+      this.forget(script)
+      return client.callBuffer(this.prepare(lane, script, argv), argv)
+    })
+    this.track(lane, call, reply)
+  }
+
+  /** forget: a server answered NOSCRIPT for `script`; send it in full again (everywhere). */
+  private forget(script: Script): void {
+    for (const scripts of this.loaded.values()) scripts.delete(script)
   }
 
   private track(lane: Lane, call: Call, reply: Promise<unknown>): void {

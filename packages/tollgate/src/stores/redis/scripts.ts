@@ -97,23 +97,3 @@ export interface ScriptClient {
 
 /** Arg: one argument of a command. */
 export type Arg = string | number | Buffer
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith("NOSCRIPT")
-}
-
-/**
- * run calls a script by its SHA1. `argv` is [<unused>, numKeys, ...keys, ...args]: its
- * first element is overwritten with the SHA1 (or the source). Replies come back as
- * Buffers. When Redis does not know the script (restart, failover, SCRIPT FLUSH: a
- * NOSCRIPT reply, so nothing ran) it is sent again in full with EVAL, which also loads it
- * for the calls that follow.
- */
-export function run(client: ScriptClient, s: Script, argv: Arg[]): Promise<unknown> {
-  argv[0] = s.sha
-  return client.callBuffer("evalsha", argv).catch((error: unknown) => {
-    if (!isNoScript(error)) throw error
-    argv[0] = s.source
-    return client.callBuffer("eval", argv)
-  })
-}
