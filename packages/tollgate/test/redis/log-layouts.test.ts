@@ -53,7 +53,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       minLength: 2,
       maxLength: 7,
     })
-    .map((ops) => ({ t: "burst", ops }) as Op),
+    // Times within a call rise, as a limiter's clock does: a MemoryStore call at a later
+    // time may drop another key's expired state, which an earlier time still counts.
+    .map((ops) => ({ t: "burst", ops: ops.sort((x, y) => x.at - y.at) }) as Op),
   key.map((k) => ({ t: "peek", key: k }) as Op),
   fc
     .record({ key, delta: fc.constantFrom(-30, -1, -0.5, 0.5, 2, 25) })
