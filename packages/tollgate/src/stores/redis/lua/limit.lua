@@ -8,9 +8,7 @@
 -- state is one string, the keys of a larger call all with one MGET), kept in Lua while
 -- later items of the call use it, and written once at the end, as the last item that
 -- used it left it (at that item's time): a key that many items of a batch share costs
--- one read and one write. (A sliding log kept as a list is written between items of
--- different times, with client time: its state holds what one instant added.) The loop
--- holds what it uses in locals, and packs a decision without a lease with its length in
+-- one read and one write. The loop holds what it uses in locals, and packs a decision without a lease with its length in
 -- one step.
 local ctx, pos = U.begin()
 if ctx == nil then
@@ -20,9 +18,6 @@ local p
 p, pos = readPolicy(ctx.blob, pos)
 local K = p.kernel
 local load, decode, again, decide, save = K.load, K.decode, K.again, K.limit, K.save
-if K.packs ~= nil and not K.packs(p) then
-  decode = nil
-end
 local pack, read, sub = struct.pack, struct.unpack, string.sub
 local blob = ctx.blob
 local size = #blob
@@ -77,17 +72,7 @@ while pos <= size do
   end
   if reply == nil then
     local st = states[key]
-    if st ~= nil and decode == nil and not server and st.usedAt ~= cnow then
-      -- A log's state can hold what one instant added, not several: write it as the
-      -- earlier item left it, and read it again for this one.
-      if st.dirty then
-        U.at(ctx, st.usedAt)
-        save(p, key, st, ctx)
-        U.at(ctx, cnow)
-      end
-      st = load(p, key, now)
-      states[key] = st
-    elseif st == nil then
+    if st == nil then
       if values ~= nil then
         st = decode(p, values[at], now, key)
       else

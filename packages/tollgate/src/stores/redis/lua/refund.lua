@@ -42,18 +42,12 @@ while pos <= #blob do
     end
   elseif p.kind == "swl" then
     SWL.trim(p, st, ctx.now)
-    local entries = {}
+    local entries = SWL.entries(st)
     local found = 0
-    if st.live then
-      local j = 1
-      local e = SWL.entry(st, j)
-      while e ~= nil do
-        entries[j] = { e[1], e[2] }
-        if found == 0 and e[1] >= consumedAt then
-          found = j
-        end
-        j = j + 1
-        e = SWL.entry(st, j)
+    for j = 1, #entries do
+      if entries[j][1] >= consumedAt then
+        found = j
+        break
       end
     end
     if found > 0 then
@@ -63,15 +57,7 @@ while pos <= #blob do
       if entries[found][2] <= COST_EPSILON then
         table.remove(entries, found)
       end
-      if #entries == 0 then
-        st.live = false
-        st.sum = 0
-      else
-        st.lastTime = entries[#entries][1]
-        st.lastCost = entries[#entries][2]
-      end
-      st.rewrite = entries
-      st.dirty = true
+      SWL.replace(st, entries)
     end
   elseif p.kind == "cc" then
     CC.release(st, leaseId)

@@ -10,8 +10,7 @@
 -- now, cost, leaseId) -> decision (and a lease for cc), peek and adjust. limit, peek and
 -- adjust change only the Lua state; nothing reaches Redis until save. Kernels whose state
 -- is one string also have decode(p, value, now, key) -> state, load without the GET (for
--- values read together with MGET); a kernel whose layout depends on the policy (swl) has
--- packs(p), true when decode applies.
+-- values read together with MGET).
 
 -- readPolicy reads the policy at `pos` of `blob`; it returns it and the position after it.
 local function readPolicy(blob, pos)

@@ -1,184 +1,148 @@
 -- sliding-window-log.lua: the twin of src/core/sliding-window-log.ts.
--- Policy p: limit, window (ms). A log is kept in one of two layouts, chosen by the limit
--- (which bounds the entries: at most `limit` for whole costs):
---   packed (limit <= SWL_PACKED_MAX): one string, the sum of the live costs as a double,
---     then one entry {time, cost} per 16 bytes (two doubles), oldest first. A decision is
---     one GET and one SET; entries that left the window are cut on write.
---   list (larger limits): element 0 is a header packing {sum, lastTime, lastCost} (sum
---     of the live costs; the newest entry), then one element per entry {time, cost},
---     oldest first, each packed as two doubles. Entries are read lazily from the head,
---     so a decision touches only the entries it needs, and a write sends only what
---     changed, not the whole log.
--- A key found in the other layout (the limit changed) is read whole and rewritten in the
--- policy's layout.
+-- Policy p: limit, window (ms). A key's log is one string: its entries {time, cost}, two
+-- doubles each (16 bytes), oldest first, then a header of SWL_HEADER bytes, as doubles:
+--   sum    the cost of the live entries
+--   head   the byte offset of the oldest live entry (what is before it left the window)
+--   tail   the byte offset of the header (the end of the entries)
+--   until  the time (decision clock) the key's TTL was last set to outlive
+--   n      how many of the oldest live entries follow, copied (SWL_CACHE at most)
+--   then those n entries (a decision trims from the head, so it rarely needs another read).
+-- A decision reads the newest entry and the header together (GETRANGE of the string's
+-- last bytes) and writes back with one SETRANGE from the end of the entries: the newest
+-- entry when it grew, the entries added, the header. Entries that left the window stay
+-- in the string until the dead part outweighs the live one; then the string is written
+-- anew. The TTL is set to outlive the newest entry by a window once more, so most writes
+-- leave it alone. Redis time per decision is then about that of two small commands,
+-- whatever the log's length.
 
 local SWL = {}
+local SWL_CACHE = 6
+local SWL_HEADER = 40 + SWL_CACHE * 16
+-- SWL_CHUNK: entries read at once past the copied ones.
 local SWL_CHUNK = 16
--- SWL_FIRST: entries read with the header; a decision usually needs only the oldest one
--- or two (to trim what left the window).
-local SWL_FIRST = 2
--- SWL_PACKED_MAX: the largest limit kept packed. A packed decision copies the whole log
--- (read, cut, write), about 60 ns of Redis time per entry; the list's five small commands
--- cost the same as a packed log of about 60 entries, whatever its length.
-local SWL_PACKED_MAX = 50
+-- SWL_DEAD: dead bytes that may stay before the string is written anew (when the dead
+-- part is also larger than the live one).
+local SWL_DEAD = 1024
+-- ZEROS fill the header's room for copies it does not use.
+local ZEROS = string.rep("\0", SWL_CACHE * 16)
 
-local function isPacked(p)
-  return p.limit <= SWL_PACKED_MAX
-end
+local spack, sunpack = struct.pack, struct.unpack
 
--- packs: whether the policy's logs are packed strings (which decode reads).
-SWL.packs = isPacked
+-- A state is one table of a fixed set of fields (made whole at once, which costs Redis
+-- less than adding them one by one): the header's numbers; bodyN, the entries stored
+-- from head; hv, the string read (false: no key), with cacheN entries copied from byte
+-- hat on; nt, nc, the newest stored entry (merged: it grew); drop, the entries dropped
+-- since the load; add, the entries added (false, or t1, c1, t2, c2, ...). Entries read
+-- from Redis past the copied ones go into `extra` (made when needed), likewise.
+local HAT = 16 + 40 + 1
 
--- decode: the state of a packed value (false for none; read with MGET, where a list key
--- also reads as none, so a missing value is looked up again by load).
-function SWL.decode(p, value, now, key)
-  if not value then
-    return SWL.load(p, key, now)
-  end
-  return SWL.fromString(key, value)
-end
-
--- packedState: a packed state, every field there from the start (cheaper than adding
--- them one by one).
-local function packedState(key, exists, sum, live, v, n, at, lastTime, lastCost)
+local function state(key, hv, nt, nc, sum, head, tail, untilT, cacheN)
   return {
     key = key,
-    packed = true,
-    exists = exists,
+    live = tail > head,
     sum = sum,
-    live = live,
+    head = head,
+    tail = tail,
+    untilT = untilT,
+    bodyN = (tail - head) / 16,
+    hv = hv,
+    cacheN = cacheN,
+    nt = nt,
+    nc = nc,
     drop = 0,
-    v = v,
-    n = n,
-    at = at,
-    lastTime = lastTime,
-    lastCost = lastCost,
-    tail = false,
     dirty = false,
-    cleared = false,
+    merged = false,
     usedAt = 0,
+    add = false,
   }
 end
 
-function SWL.fromString(key, value)
-  local n = (#value - 8) / 16
-  if n < 1 then
-    return packedState(key, true, 0, false, "", 0, 1, 0, 0)
-  end
-  local lastTime, lastCost = struct.unpack("<dd", value, 9 + (n - 1) * 16)
-  return packedState(key, true, struct.unpack("<d", value), true, value, n, 9, lastTime, lastCost)
-end
-
--- fromList: a packed state of the list at `key`, read whole.
-local function fromList(key)
-  local r = redis.call("LRANGE", key, 0, -1)
-  local sum = struct.unpack("<ddd", r[1])
-  local parts = { struct.pack("<d", sum) }
-  for k = 2, #r do
-    parts[k] = r[k]
-  end
-  return SWL.fromString(key, table.concat(parts))
-end
-
 function SWL.load(p, key, now)
-  if isPacked(p) then
-    local v = redis.pcall("GET", key)
-    if type(v) == "table" then
-      local st = fromList(key)
-      st.dirty = true
-      return st
-    end
-    if not v then
-      return packedState(key, false, 0, false, "", 0, 1, 0, 0)
-    end
-    return SWL.fromString(key, v)
+  local v = redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
+  if #v == 0 then
+    return state(key, false, 0, 0, 0, 0, 0, 0, 0)
   end
-  local r = redis.pcall("LRANGE", key, 0, SWL_FIRST)
-  if r.err ~= nil then
-    -- A packed log (the limit grew): take every entry and write the list anew.
-    local ps = SWL.fromString(key, redis.call("GET", key))
-    local st = { key = key, exists = true, sum = ps.sum, live = ps.live, drop = 0, cache = {} }
-    st.complete = true
-    st.convert = true
-    st.dirty = true
-    for m = 1, ps.n do
-      local t, c = struct.unpack("<dd", ps.v, ps.at + (m - 1) * 16)
-      st.cache[m] = { t, c }
-    end
-    st.lastTime, st.lastCost = ps.lastTime, ps.lastCost
-    return st
+  if #v ~= SWL_HEADER + 16 then
+    error("tollgate: the sliding window log at " .. key .. " is not in this version's layout")
   end
-  local st = { key = key, exists = #r > 0, sum = 0, live = false, drop = 0, cache = {} }
-  if #r == 0 then
-    st.complete = true
-    return st
-  end
-  st.sum, st.lastTime, st.lastCost = struct.unpack("<ddd", r[1])
-  st.live = true
-  for k = 2, #r do
-    local t, c = struct.unpack("<dd", r[k])
-    st.cache[k - 1] = { t, c }
-  end
-  st.complete = #r <= SWL_FIRST
-  return st
+  local nt, nc, sum, head, tail, untilT, cacheN = sunpack("<ddddddd", v)
+  return state(key, v, nt, nc, sum, head, tail, untilT, cacheN)
 end
 
--- readChunk appends the next SWL_CHUNK entries from Redis to the cache; a short read
--- means the cache now holds every entry.
-function SWL.readChunk(st)
-  local cache = st.cache
-  local first = #cache + 1
-  local r = redis.call("LRANGE", st.key, first, first + SWL_CHUNK - 1)
-  for k = 1, #r do
-    local t, c = struct.unpack("<dd", r[k])
-    cache[first + k - 1] = { t, c }
+-- added: how many entries this call added.
+local function added(st)
+  local add = st.add
+  if add then
+    return #add / 2
   end
-  st.complete = #r < SWL_CHUNK
+  return 0
 end
 
--- entry j (1 = oldest live entry), read from Redis when not cached yet; nil past the end.
--- A packed state reads it from its string, or from the newest entry as recorded (`tail`
--- "merge": the string's last entry grew; "push": one more entry after the string's).
-local function packedEntry(st, m)
-  local n = st.n
-  if m < n or (m == n and st.tail ~= "merge") then
-    local t, c = struct.unpack("<dd", st.v, st.at + (m - 1) * 16)
-    return t, c
-  end
-  if (m == n and st.tail == "merge") or (m == n + 1 and st.tail == "push") then
-    return st.lastTime, st.lastCost
-  end
-  return nil
-end
-
-function SWL.entry(st, j)
-  local m = st.drop + j
-  if st.packed then
-    local t, c = packedEntry(st, m)
-    if t == nil then
+-- at returns entry m of the stored entries then those added (1 = the oldest at load; the
+-- first `drop` have left since), or nil past the end. Entries not copied in the header
+-- are read from Redis, SWL_CHUNK at a time.
+local function at(st, m)
+  local bodyN = st.bodyN
+  if m > bodyN then
+    local add = st.add
+    local a = 2 * (m - bodyN)
+    if not add or a > #add then
       return nil
     end
-    return { t, c }
+    return add[a - 1], add[a]
   end
-  local cache = st.cache
-  while cache[m] == nil and not st.complete do
-    SWL.readChunk(st)
+  if m == bodyN then
+    return st.nt, st.nc
   end
-  return cache[m]
+  local cacheN = st.cacheN
+  if m <= cacheN then
+    return sunpack("<dd", st.hv, HAT + (m - 1) * 16)
+  end
+  local extra = st.extra
+  if extra == nil then
+    extra = {}
+    st.extra = extra
+  end
+  local known = cacheN + #extra / 2
+  while m > known do
+    local last = math.min(known + SWL_CHUNK, bodyN) - 1
+    local r = redis.call("GETRANGE", st.key, st.head + known * 16, st.head + last * 16 + 15)
+    for k = 0, last - known do
+      local t, c = sunpack("<dd", r, k * 16 + 1)
+      extra[#extra + 1] = t
+      extra[#extra + 1] = c
+    end
+    known = last + 1
+  end
+  local e = 2 * (m - cacheN)
+  return extra[e - 1], extra[e]
 end
 
--- body: a packed state's live entries as stored, the newest as recorded.
--- `head` goes before them, in the same copy.
-local function body(st, head)
-  local from = st.at + st.drop * 16
-  if st.tail == "merge" then
-    return head
-      .. string.sub(st.v, from, st.at + (st.n - 1) * 16 - 1)
-      .. struct.pack("<dd", st.lastTime, st.lastCost)
-  elseif st.tail == "push" then
-    return head .. string.sub(st.v, from, st.at + st.n * 16 - 1) .. struct.pack("<dd", st.lastTime, st.lastCost)
+-- known: whether entry m can be had without reading Redis.
+local function known(st, m)
+  if m >= st.bodyN or m <= st.cacheN then
+    return true
   end
-  return head .. string.sub(st.v, from, st.at + st.n * 16 - 1)
+  local extra = st.extra
+  return extra ~= nil and m <= st.cacheN + #extra / 2
+end
+
+-- entry j (1 = the oldest live entry) as {time, cost}, or nil past the end.
+function SWL.entry(st, j)
+  local t, c = at(st, st.drop + j)
+  if t == nil then
+    return nil
+  end
+  return { t, c }
+end
+
+-- newest: the time of the newest live entry (the state is live).
+local function newest(st)
+  local add = st.add
+  if add then
+    return add[#add - 1]
+  end
+  return st.nt
 end
 
 -- trim drops entries that left the window: an entry at t counts while now - t < window
@@ -188,39 +152,20 @@ function SWL.trim(p, st, now)
     return
   end
   local horizon = now - p.window + EPSILON_MS
-  local j = 1
-  local e
-  if st.packed then
-    -- The same walk, without a table per entry.
-    local m = st.drop + 1
-    local t, c = packedEntry(st, m)
-    while t ~= nil and t <= horizon do
-      st.sum = st.sum - c
-      m = m + 1
-      t, c = packedEntry(st, m)
-    end
-    j = m - st.drop
-    e = t
-  else
-    e = SWL.entry(st, j)
-    while e ~= nil and e[1] <= horizon do
-      st.sum = st.sum - e[2]
-      j = j + 1
-      e = SWL.entry(st, j)
-    end
+  local m = st.drop + 1
+  local t, c = at(st, m)
+  while t ~= nil and t <= horizon do
+    st.sum = st.sum - c
+    m = m + 1
+    t, c = at(st, m)
   end
-  if e == nil then
+  if t == nil then
     st.live = false
     st.sum = 0
-    st.cleared = true
-    st.cache = {}
-    st.complete = true
-    st.drop = 0
-    st.tail = false
-    st.v, st.n, st.at = "", 0, 1
+    st.drop = st.bodyN + added(st)
     st.dirty = true
-  elseif j > 1 then
-    st.drop = st.drop + j - 1
+  elseif m > st.drop + 1 then
+    st.drop = m - 1
     st.dirty = true
   end
 end
@@ -229,75 +174,30 @@ function SWL.resetAfter(p, st, now)
   if not st.live then
     return 0
   end
-  return math.max(0, st.lastTime + p.window - now)
+  return math.max(0, newest(st) + p.window - now)
 end
 
--- record adds `cost` at now: to the newest entry when it is not older than now. `tail`
--- tells save what became of the newest entry: "merge" (the one in Redis grew), "push" or
--- "fresh" (a new one, not in Redis yet; a later merge into it keeps that). When every
--- entry is in the cache, the cache follows, so a later check of the same call sees it.
+-- record adds `cost` at now: to the newest entry when it is not older than now, else as
+-- a new entry.
 function SWL.record(st, now, cost)
-  if st.packed then
-    if st.live and st.lastTime >= now then
-      st.lastCost = st.lastCost + cost
-      if not st.tail then
-        st.tail = "merge"
-      end
+  local add = st.add
+  if st.live and newest(st) >= now then
+    if add then
+      add[#add] = add[#add] + cost
     else
-      if st.tail then
-        -- A second new entry in one call (items at several times): fold the first into
-        -- the string.
-        local v = body(st, "")
-        st.v, st.n, st.at, st.drop = v, #v / 16, 1, 0
-      end
-      st.tail = "push"
-      st.lastTime = now
-      st.lastCost = cost
-      st.live = true
-    end
-    st.dirty = true
-    return
-  end
-  local cache = st.cache
-  if st.live and st.lastTime >= now then
-    st.lastCost = st.lastCost + cost
-    if not st.tail then
-      st.tail = "merge"
-    end
-    if st.complete then
-      cache[#cache] = { st.lastTime, st.lastCost }
+      st.nc = st.nc + cost
+      st.merged = true
     end
   else
-    if st.live then
-      st.tail = "push"
+    if add then
+      add[#add + 1] = now
+      add[#add + 1] = cost
     else
-      st.tail = "fresh"
+      st.add = { now, cost }
     end
-    st.lastTime = now
-    st.lastCost = cost
     st.live = true
-    if st.complete then
-      cache[#cache + 1] = { now, cost }
-    end
   end
   st.dirty = true
-end
-
--- again readies a state for another decision in the same call (limit-all with one key
--- twice): every entry goes into the cache, the newest as recorded, not as Redis has it.
-function SWL.again(st)
-  if st.packed or st.complete then
-    return
-  end
-  while not st.complete do
-    SWL.readChunk(st)
-  end
-  local cache = st.cache
-  if st.tail == "push" then
-    cache[#cache + 1] = { st.lastTime, st.lastCost }
-  elseif st.tail == "merge" then
-    cache[#cache] = { st.lastTime, st.lastCost }
-  end
 end
 
 function SWL.limit(p, st, now, cost)
@@ -313,22 +213,34 @@ function SWL.limit(p, st, now, cost)
   local excess = st.sum + cost - p.limit - COST_EPSILON
   local freed = 0
   local retry = p.window
-  local j = 1
-  local e = SWL.entry(st, j)
-  while e ~= nil do
-    freed = freed + e[2]
+  local m = st.drop + 1
+  local t, c = at(st, m)
+  while t ~= nil do
+    freed = freed + c
     if freed >= excess then
-      retry = e[1] + p.window - now
+      retry = t + p.window - now
       break
     end
-    j = j + 1
-    e = SWL.entry(st, j)
+    m = m + 1
+    t, c = at(st, m)
   end
   return { false, p.limit, U.whole(p.limit - st.sum), retry, SWL.resetAfter(p, st, now) }
 end
 
 function SWL.peek(p, st, now)
   return SWL.limit(p, st, now, 0)
+end
+
+-- entries: every live entry, as {time, cost}.
+function SWL.entries(st)
+  local entries = {}
+  if st.live then
+    for m = st.drop + 1, st.bodyN + added(st) do
+      local t, c = at(st, m)
+      entries[#entries + 1] = { t, c }
+    end
+  end
+  return entries
 end
 
 function SWL.adjust(p, st, now, delta)
@@ -340,17 +252,8 @@ function SWL.adjust(p, st, now, delta)
       st.sum = st.sum + add
     end
   elseif delta < 0 then
-    -- Take cost back from the newest entries: read them all and rewrite the list.
-    local entries = {}
-    if st.live then
-      local j = 1
-      local e = SWL.entry(st, j)
-      while e ~= nil do
-        entries[j] = { e[1], e[2] }
-        j = j + 1
-        e = SWL.entry(st, j)
-      end
-    end
+    -- Take cost back from the newest entries, and write the log anew.
+    local entries = SWL.entries(st)
     local back = -delta
     while back > 0 and #entries > 0 do
       local last = entries[#entries]
@@ -362,87 +265,120 @@ function SWL.adjust(p, st, now, delta)
         entries[#entries] = nil
       end
     end
-    if #entries == 0 then
-      st.live = false
-      st.sum = 0
-    else
-      st.lastTime = entries[#entries][1]
-      st.lastCost = entries[#entries][2]
-    end
-    st.rewrite = entries
-    st.dirty = true
+    SWL.replace(st, entries)
   end
   return { true, p.limit, U.whole(p.limit - st.sum), 0, SWL.resetAfter(p, st, now) }
 end
 
--- save writes back what changed: entries dropped from the head, the newest entry, the
--- header; the list lives until its newest entry leaves the window.
+-- replace makes `entries` ({time, cost}, oldest first) the whole log, as if all were
+-- added in this call (so save writes the string anew); the caller keeps the sum.
+function SWL.replace(st, entries)
+  st.bodyN, st.drop, st.merged, st.add = 0, 0, false, false
+  if #entries == 0 then
+    st.live = false
+    st.sum = 0
+  else
+    local add = {}
+    for a, e in ipairs(entries) do
+      add[2 * a - 1], add[2 * a] = e[1], e[2]
+    end
+    st.add = add
+    st.live = true
+  end
+  st.dirty = true
+end
+
+-- header: the header of a string written anew, whose entries are `whole`.
+local function header(sum, whole, untilT)
+  local n = math.min(SWL_CACHE, #whole / 16)
+  return spack("<ddddd", sum, 0, #whole, untilT, n)
+    .. string.sub(whole, 1, n * 16)
+    .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
+end
+
+-- rewrite writes the string anew: the stored entries still live, then those added.
+local function rewrite(p, key, st, ctx, head, needed)
+  local parts = {}
+  if st.drop < st.bodyN then
+    local body = redis.call("GETRANGE", key, head, st.tail - 1)
+    if st.merged then
+      body = string.sub(body, 1, -17) .. spack("<dd", st.nt, st.nc)
+    end
+    parts[1] = body
+  end
+  local add = st.add
+  if add then
+    for a = 2 * math.max(st.drop - st.bodyN, 0) + 1, #add, 2 do
+      parts[#parts + 1] = spack("<dd", add[a], add[a + 1])
+    end
+  end
+  local whole = table.concat(parts)
+  local untilT = needed + p.window
+  redis.call("SET", key, whole .. header(st.sum, whole, untilT), "PX", U.ttl(ctx, untilT - ctx.now))
+end
+
+-- save writes what changed (see the layout above); a log with no live entry is deleted.
 function SWL.save(p, key, st, ctx)
   if not st.live then
-    if st.exists then
+    if st.hv then
       redis.call("DEL", key)
     end
     return
   end
-  local ttl = U.ttl(ctx, st.lastTime + p.window - ctx.now)
-  if st.packed then
-    local v
-    if st.rewrite ~= nil then
-      local parts = { struct.pack("<d", st.sum) }
-      for k = 1, #st.rewrite do
-        parts[k + 1] = struct.pack("<dd", st.rewrite[k][1], st.rewrite[k][2])
-      end
-      v = table.concat(parts)
-    else
-      v = body(st, struct.pack("<d", st.sum))
-    end
-    redis.call("SET", key, v, "PX", ttl)
+  local bodyN, drop = st.bodyN, st.drop
+  local head = st.head + drop * 16
+  local needed = newest(st) + p.window
+  if not st.hv or drop >= bodyN or (head >= SWL_DEAD and head >= st.tail - head) then
+    rewrite(p, key, st, ctx, head, needed)
     return
   end
-  if st.convert and st.rewrite == nil then
-    local entries = {}
-    for m = st.drop + 1, #st.cache do
-      entries[#entries + 1] = st.cache[m]
-    end
-    st.rewrite = entries
+  -- The header copies the oldest live entries, as far as they are known: those it held
+  -- already as they are (but the newest when it grew), the next ones read or added.
+  local na = added(st)
+  local want = math.min(SWL_CACHE, bodyN + na - drop)
+  local copy = ""
+  local n = 0
+  local stop = st.cacheN
+  if st.merged and stop >= bodyN then
+    stop = bodyN - 1
   end
-  local header = struct.pack("<ddd", st.sum, st.lastTime, st.lastCost)
-  if st.rewrite ~= nil then
-    redis.call("DEL", key)
-    -- RPUSH in parts: Lua unpacks a few thousand arguments at most.
-    local args = { header }
-    for k = 1, #st.rewrite do
-      args[#args + 1] = struct.pack("<dd", st.rewrite[k][1], st.rewrite[k][2])
-      if #args == 1000 then
-        redis.call("RPUSH", key, unpack(args))
-        args = {}
-      end
-    end
-    if #args > 0 then
-      redis.call("RPUSH", key, unpack(args))
-    end
-  elseif st.cleared or not st.exists then
-    -- Nothing old survives: the list is the header and the one entry recorded now.
-    if st.exists then
-      redis.call("DEL", key)
-    end
-    redis.call("RPUSH", key, header, struct.pack("<dd", st.lastTime, st.lastCost))
-  else
-    if st.drop > 0 then
-      redis.call("LTRIM", key, st.drop + 1, -1)
-    end
-    if st.tail == "merge" then
-      redis.call("LSET", key, -1, struct.pack("<dd", st.lastTime, st.lastCost))
-    elseif st.tail then
-      redis.call("RPUSH", key, struct.pack("<dd", st.lastTime, st.lastCost))
-    end
-    if st.drop > 0 then
-      redis.call("LPUSH", key, header)
-    else
-      redis.call("LSET", key, 0, header)
+  stop = math.min(stop, drop + want)
+  if stop > drop then
+    copy = string.sub(st.hv, HAT + drop * 16, HAT + stop * 16 - 1)
+    n = stop - drop
+  end
+  while n < want and known(st, drop + n + 1) do
+    local t, c = at(st, drop + n + 1)
+    copy = copy .. spack("<dd", t, c)
+    n = n + 1
+  end
+  -- The TTL outlives the newest entry by a window more than it needs, so that the next
+  -- window's writes need not extend it.
+  local untilT = st.untilT
+  local extend = needed > untilT
+  if extend then
+    untilT = needed + p.window
+  end
+  local from = st.tail
+  local write = ""
+  if st.merged then
+    from = from - 16
+    write = spack("<dd", st.nt, st.nc)
+  end
+  local add = st.add
+  if add then
+    for a = 1, #add, 2 do
+      write = write .. spack("<dd", add[a], add[a + 1])
     end
   end
-  redis.call("PEXPIRE", key, ttl)
+  write = write
+    .. spack("<ddddd", st.sum, head, st.tail + na * 16, untilT, n)
+    .. copy
+    .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
+  redis.call("SETRANGE", key, from, write)
+  if extend then
+    redis.call("PEXPIRE", key, U.ttl(ctx, untilT - ctx.now))
+  end
 end
 
 KERNELS.swl = SWL

@@ -1,7 +1,8 @@
-// The sliding window log's two Redis layouts: a packed string for small limits, a list
-// for large ones (see lua/lib/sliding-window-log.lua). Each must decide exactly as the
-// TypeScript core, and a key written in one layout must carry on in the other when the
-// policy's limit moves across the boundary (its entries kept, none lost).
+// The sliding window log's Redis layout (see lua/lib/sliding-window-log.lua): one string
+// per key, its entries then a header at the end, read from the end and written back from
+// the end of the entries. It must decide exactly as the TypeScript core for small and
+// large limits and across limit changes, touch only the string's end, and cut the
+// entries that left the window before they outweigh the live ones.
 
 import fc from "fast-check"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -24,8 +25,8 @@ beforeAll(() => {
   store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
 })
 
-// SMALL is packed, LARGE a list (the boundary is a limit of 50); same window, so the
-// MemoryStore's sweep judges emptiness alike under both.
+// SMALL fits the header's copy of the oldest entries, LARGE does not; the same window, so
+// the MemoryStore's sweep judges emptiness alike under all.
 const SMALL = slidingWindowLog({ limit: 6, window: 1000 })
 const LARGE = slidingWindowLog({ limit: 120, window: 1000 })
 const POLICIES = [SMALL, LARGE, slidingWindowLog({ limit: 51, window: 1000 })]
@@ -97,7 +98,7 @@ async function scenario(initial: number, start: number, ops: Op[]): Promise<void
         break
       }
       case "burst": {
-        // Items of one call at several times: a packed state carries them all in Lua.
+        // Items of one call at several times: the state carries them all in Lua.
         const items = o.ops.map((b) => ({ ...b, cost: Math.min(b.cost, policy.limit) }))
         const ms = items.map((b) => memory.limit(b.key, b.cost, now + b.at) as Decision)
         const rs = await Promise.all(items.map((b) => redis.limit(b.key, b.cost, now + b.at)))
@@ -127,8 +128,19 @@ async function scenario(initial: number, start: number, ops: Op[]): Promise<void
   }
 }
 
-async function typeOf(prefix: string, k: string): Promise<string> {
-  return fixture.client.type(`${prefix}:swl:{${k}}`)
+/** HEADER: the bytes a log's string holds besides its entries (see sliding-window-log.lua). */
+const HEADER = 136
+
+/** commandCounts: the commands Redis ran since RESETSTAT, scripts' own calls included. */
+async function commandCounts(): Promise<Record<string, number>> {
+  const info = await fixture.client.info("commandstats")
+  const out: Record<string, number> = {}
+  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) {
+    if (!["evalsha", "eval", "setbit", "pttl", "pexpire", "info", "config"].includes(m[1])) {
+      out[m[1]] = Number(m[2])
+    }
+  }
+  return out
 }
 
 describe("sliding window log layouts in Redis", () => {
@@ -144,22 +156,40 @@ describe("sliding window log layouts in Redis", () => {
     )
   }, 60_000)
 
-  it("keeps small limits in a string and large ones in a list, each with a TTL", async () => {
+  it("reads the end of the string and writes it back with one command; denials read only", async () => {
     const now = 1_780_000_000_000
-    const small = store.namespace("lay-small", slidingWindowLog({ limit: 50, window: 60_000 }))
-    const large = store.namespace("lay-large", slidingWindowLog({ limit: 51, window: 60_000 }))
-    expect((await small.limit("k", 1, now)).allowed).toBe(true)
-    expect((await large.limit("k", 1, now)).allowed).toBe(true)
-    expect(await typeOf("lay-small", "k")).toBe("string")
-    expect(await typeOf("lay-large", "k")).toBe("list")
-    for (const prefix of ["lay-small", "lay-large"]) {
-      const ttl = await fixture.client.pttl(`${prefix}:swl:{k}`)
-      expect(ttl).toBeGreaterThan(60_000)
-    }
+    const log = store.namespace("lay-cmds", slidingWindowLog({ limit: 100, window: 60_000 }))
+    // 100 entries at distinct times: the log is full.
+    for (let i = 0; i < 100; i++) expect((await log.limit("k", 1, now + i)).allowed).toBe(true)
+    const length = await fixture.client.strlen("lay-cmds:swl:{k}")
+    await fixture.client.config("RESETSTAT")
+    expect((await log.limit("k", 1, now + 200)).allowed).toBe(false)
+    expect(await commandCounts()).toEqual({ getrange: 1 })
+    await fixture.client.config("RESETSTAT")
+    // The oldest entry leaves the window: one more admitted, the same two commands.
+    expect((await log.limit("k", 1, now + 60_000.5)).allowed).toBe(true)
+    expect(await commandCounts()).toEqual({ getrange: 1, setrange: 1 })
+    expect(await fixture.client.strlen("lay-cmds:swl:{k}")).toBe(length + 16)
+    const ttl = await fixture.client.pttl("lay-cmds:swl:{k}")
+    expect(ttl).toBeGreaterThan(60_000)
   })
 
-  it("moves a log of thousands of entries between layouts without losing one", async () => {
-    // 9,000 entries at distinct times: more than one Lua call can unpack as arguments.
+  it("writes the string anew once the entries that left outweigh the live ones", async () => {
+    const log = store.namespace("lay-dead", slidingWindowLog({ limit: 10, window: 1_000 }))
+    let now = 1_780_000_000_000
+    let longest = 0
+    // 10 admissions a second for a minute: 600 entries, of which 10 are ever live.
+    for (let i = 0; i < 600; i++) {
+      expect((await log.limit("k", 1, now)).allowed).toBe(true)
+      longest = Math.max(longest, await fixture.client.strlen("lay-dead:swl:{k}"))
+      now += 100
+    }
+    // The dead part may reach 1 KiB and the live part's size before the string is cut.
+    expect(longest).toBeLessThanOrEqual(1024 + 2 * 10 * 16 + 16 + HEADER)
+  })
+
+  it("decides a log of thousands of entries as the core, across limit changes", async () => {
+    // 9,000 entries at distinct times.
     const big = slidingWindowLog({ limit: 20_000, window: 3_600_000 })
     const memory = memoryNamespace("lay-move", big)
     const redis = store.namespace("lay-move", big)
@@ -175,9 +205,8 @@ describe("sliding window log layouts in Redis", () => {
       const ds = await Promise.all(times.map((t) => batched.limit("k", 1, t)))
       expect(ds.every((d) => d.allowed)).toBe(true)
     }
-    expect(await fixture.client.llen("lay-move:swl:{k}")).toBe(N + 1)
+    expect(await fixture.client.strlen("lay-move:swl:{k}")).toBe(N * 16 + HEADER)
     let now = start + N + 10
-    // Down to a packed limit: the whole log moves into the string.
     const small = slidingWindowLog({ limit: 9_000, window: 3_600_000 })
     const smallish = slidingWindowLog({ limit: 40, window: 3_600_000 })
     for (const p of [smallish, big, small, smallish]) {
@@ -186,16 +215,19 @@ describe("sliding window log layouts in Redis", () => {
       expect(plain(await redis.limit("k", 1, now))).toEqual(
         plain(memory.limit("k", 1, now) as Decision),
       )
-      expect(await typeOf("lay-move", "k")).toBe(p.limit <= 50 ? "string" : "list")
       expect(await fixture.client.pttl("lay-move:swl:{k}")).toBeGreaterThan(3_600_000)
       now += 1
     }
-    // And the entries still leave the window one by one, as the core's do.
+    // The entries leave the window one by one, as the core's do (read past the copied
+    // ones, in chunks), and a refund takes cost back from the newest.
     now = start + 3_600_000 + 4_500
     for (const p of [big, smallish]) {
       memory.setPolicy(p, now)
       redis.setPolicy(p, now)
       expect(plain(await redis.peek("k", now))).toEqual(plain(memory.peek("k", now) as Decision))
+      expect(plain(await redis.adjust("k", -2.5, now))).toEqual(
+        plain(memory.adjust("k", -2.5, now) as Decision),
+      )
       now += 1_000
     }
   }, 60_000)
