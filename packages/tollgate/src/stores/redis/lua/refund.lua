@@ -41,24 +41,7 @@ while pos <= #blob do
       st.dirty = true
     end
   elseif p.kind == "swl" then
-    SWL.trim(p, st, ctx.now)
-    local entries = SWL.entries(st)
-    local found = 0
-    for j = 1, #entries do
-      if entries[j][1] >= consumedAt then
-        found = j
-        break
-      end
-    end
-    if found > 0 then
-      local take = math.min(cost, entries[found][2])
-      entries[found][2] = entries[found][2] - take
-      st.sum = st.sum - take
-      if entries[found][2] <= COST_EPSILON then
-        table.remove(entries, found)
-      end
-      SWL.replace(st, entries)
-    end
+    SWL.refund(p, st, ctx.now, cost, consumedAt)
   elseif p.kind == "cc" then
     CC.release(st, leaseId)
   end

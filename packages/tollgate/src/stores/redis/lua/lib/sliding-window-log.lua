@@ -25,53 +25,58 @@ local SWL_CHUNK = 16
 local SWL_DEAD = 1024
 -- ZEROS fill the header's room for copies it does not use.
 local ZEROS = string.rep("\0", SWL_CACHE * 16)
+-- HAT: where the copied entries start in what load reads (the newest entry, then the
+-- header's five numbers).
+local HAT = 16 + 40 + 1
 
 local spack, sunpack = struct.pack, struct.unpack
 
--- A state is one table of a fixed set of fields (made whole at once, which costs Redis
--- less than adding them one by one): the header's numbers; bodyN, the entries stored
--- from head; hv, the string read (false: no key), with cacheN entries copied from byte
--- hat on; nt, nc, the newest stored entry (merged: it grew); drop, the entries dropped
--- since the load; add, the entries added (false, or t1, c1, t2, c2, ...). Entries read
--- from Redis past the copied ones go into `extra` (made when needed), likewise.
-local HAT = 16 + 40 + 1
-
-local function state(key, hv, nt, nc, sum, head, tail, untilT, cacheN)
-  return {
-    key = key,
-    live = tail > head,
-    sum = sum,
-    head = head,
-    tail = tail,
-    untilT = untilT,
-    bodyN = (tail - head) / 16,
-    hv = hv,
-    cacheN = cacheN,
-    nt = nt,
-    nc = nc,
-    drop = 0,
-    dirty = false,
-    merged = false,
-    usedAt = 0,
-    add = false,
-  }
-end
+-- A state is a table of numbered fields (a table's array part costs Redis far less to
+-- make than named fields), plus `dirty` and `usedAt`, which the operation scripts read.
+--   KEY, LIVE, SUM, HEAD, TAIL, UNTIL: the key; whether any entry is live; the header's
+--     numbers (see above)
+--   BODYN: the entries stored from HEAD at load
+--   HV: the string read (false: no key), with CACHEN entries copied from byte HAT on
+--   NT, NC: the newest stored entry; MERGED: it grew
+--   DROP: the entries dropped since the load (stored ones, then added ones)
+--   ADD: the entries added, false or {t1, c1, t2, c2, ...}
+--   EXTRA: entries past the copied ones read from Redis, false or {t, c, ...}
+local KEY, LIVE, SUM, HEAD, TAIL, UNTIL, BODYN, HV = 1, 2, 3, 4, 5, 6, 7, 8
+local CACHEN, NT, NC, MERGED, DROP, ADD, EXTRA = 9, 10, 11, 12, 13, 14, 15
 
 function SWL.load(p, key, now)
   local v = redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
   if #v == 0 then
-    return state(key, false, 0, 0, 0, 0, 0, 0, 0)
+    return { key, false, 0, 0, 0, 0, 0, false, 0, 0, 0, false, 0, false, false, dirty = false, usedAt = 0 }
   end
   if #v ~= SWL_HEADER + 16 then
     error("tollgate: the sliding window log at " .. key .. " is not in this version's layout")
   end
   local nt, nc, sum, head, tail, untilT, cacheN = sunpack("<ddddddd", v)
-  return state(key, v, nt, nc, sum, head, tail, untilT, cacheN)
+  return {
+    key,
+    tail > head,
+    sum,
+    head,
+    tail,
+    untilT,
+    (tail - head) / 16,
+    v,
+    cacheN,
+    nt,
+    nc,
+    false,
+    0,
+    false,
+    false,
+    dirty = false,
+    usedAt = 0,
+  }
 end
 
 -- added: how many entries this call added.
 local function added(st)
-  local add = st.add
+  local add = st[ADD]
   if add then
     return #add / 2
   end
@@ -79,12 +84,12 @@ local function added(st)
 end
 
 -- at returns entry m of the stored entries then those added (1 = the oldest at load; the
--- first `drop` have left since), or nil past the end. Entries not copied in the header
+-- first DROP have left since), or nil past the end. Entries not copied in the header
 -- are read from Redis, SWL_CHUNK at a time.
 local function at(st, m)
-  local bodyN = st.bodyN
+  local bodyN = st[BODYN]
   if m > bodyN then
-    local add = st.add
+    local add = st[ADD]
     local a = 2 * (m - bodyN)
     if not add or a > #add then
       return nil
@@ -92,21 +97,22 @@ local function at(st, m)
     return add[a - 1], add[a]
   end
   if m == bodyN then
-    return st.nt, st.nc
+    return st[NT], st[NC]
   end
-  local cacheN = st.cacheN
+  local cacheN = st[CACHEN]
   if m <= cacheN then
-    return sunpack("<dd", st.hv, HAT + (m - 1) * 16)
+    return sunpack("<dd", st[HV], HAT + (m - 1) * 16)
   end
-  local extra = st.extra
-  if extra == nil then
+  local extra = st[EXTRA]
+  if not extra then
     extra = {}
-    st.extra = extra
+    st[EXTRA] = extra
   end
   local known = cacheN + #extra / 2
+  local head = st[HEAD]
   while m > known do
     local last = math.min(known + SWL_CHUNK, bodyN) - 1
-    local r = redis.call("GETRANGE", st.key, st.head + known * 16, st.head + last * 16 + 15)
+    local r = redis.call("GETRANGE", st[KEY], head + known * 16, head + last * 16 + 15)
     for k = 0, last - known do
       local t, c = sunpack("<dd", r, k * 16 + 1)
       extra[#extra + 1] = t
@@ -120,58 +126,54 @@ end
 
 -- known: whether entry m can be had without reading Redis.
 local function known(st, m)
-  if m >= st.bodyN or m <= st.cacheN then
+  if m >= st[BODYN] or m <= st[CACHEN] then
     return true
   end
-  local extra = st.extra
-  return extra ~= nil and m <= st.cacheN + #extra / 2
-end
-
--- entry j (1 = the oldest live entry) as {time, cost}, or nil past the end.
-function SWL.entry(st, j)
-  local t, c = at(st, st.drop + j)
-  if t == nil then
-    return nil
-  end
-  return { t, c }
+  local extra = st[EXTRA]
+  return extra and m <= st[CACHEN] + #extra / 2
 end
 
 -- newest: the time of the newest live entry (the state is live).
 local function newest(st)
-  local add = st.add
+  local add = st[ADD]
   if add then
     return add[#add - 1]
   end
-  return st.nt
+  return st[NT]
 end
 
 -- trim drops entries that left the window: an entry at t counts while now - t < window
 -- (less the microsecond of slack every algorithm allows).
-function SWL.trim(p, st, now)
-  if not st.live then
+local function trim(p, st, now)
+  if not st[LIVE] then
     return
   end
   local horizon = now - p.window + EPSILON_MS
-  local m = st.drop + 1
+  local drop = st[DROP]
+  local m = drop + 1
   local t, c = at(st, m)
-  while t ~= nil and t <= horizon do
-    st.sum = st.sum - c
+  if t == nil or t > horizon then
+    return
+  end
+  local sum = st[SUM]
+  repeat
+    sum = sum - c
     m = m + 1
     t, c = at(st, m)
-  end
+  until t == nil or t > horizon
+  st.dirty = true
   if t == nil then
-    st.live = false
-    st.sum = 0
-    st.drop = st.bodyN + added(st)
-    st.dirty = true
-  elseif m > st.drop + 1 then
-    st.drop = m - 1
-    st.dirty = true
+    st[LIVE] = false
+    st[SUM] = 0
+    st[DROP] = st[BODYN] + added(st)
+  else
+    st[SUM] = sum
+    st[DROP] = m - 1
   end
 end
 
-function SWL.resetAfter(p, st, now)
-  if not st.live then
+local function resetAfter(p, st, now)
+  if not st[LIVE] then
     return 0
   end
   return math.max(0, newest(st) + p.window - now)
@@ -179,41 +181,44 @@ end
 
 -- record adds `cost` at now: to the newest entry when it is not older than now, else as
 -- a new entry.
-function SWL.record(st, now, cost)
-  local add = st.add
-  if st.live and newest(st) >= now then
+local function record(st, now, cost)
+  local add = st[ADD]
+  if st[LIVE] and newest(st) >= now then
     if add then
       add[#add] = add[#add] + cost
     else
-      st.nc = st.nc + cost
-      st.merged = true
+      st[NC] = st[NC] + cost
+      st[MERGED] = true
     end
   else
     if add then
       add[#add + 1] = now
       add[#add + 1] = cost
     else
-      st.add = { now, cost }
+      st[ADD] = { now, cost }
     end
-    st.live = true
+    st[LIVE] = true
   end
   st.dirty = true
 end
 
 function SWL.limit(p, st, now, cost)
-  SWL.trim(p, st, now)
-  if st.sum + cost <= p.limit + COST_EPSILON then
+  trim(p, st, now)
+  local limit = p.limit
+  local sum = st[SUM]
+  if sum + cost <= limit + COST_EPSILON then
     if cost > 0 then
-      SWL.record(st, now, cost)
-      st.sum = st.sum + cost
+      record(st, now, cost)
+      sum = sum + cost
+      st[SUM] = sum
     end
-    return { true, p.limit, U.whole(p.limit - st.sum), 0, SWL.resetAfter(p, st, now) }
+    return { true, limit, U.whole(limit - sum), 0, resetAfter(p, st, now) }
   end
   -- Denied: the request fits once enough of the oldest entries have left the window.
-  local excess = st.sum + cost - p.limit - COST_EPSILON
+  local excess = sum + cost - limit - COST_EPSILON
   local freed = 0
   local retry = p.window
-  local m = st.drop + 1
+  local m = st[DROP] + 1
   local t, c = at(st, m)
   while t ~= nil do
     freed = freed + c
@@ -224,7 +229,7 @@ function SWL.limit(p, st, now, cost)
     m = m + 1
     t, c = at(st, m)
   end
-  return { false, p.limit, U.whole(p.limit - st.sum), retry, SWL.resetAfter(p, st, now) }
+  return { false, limit, U.whole(limit - sum), retry, resetAfter(p, st, now) }
 end
 
 function SWL.peek(p, st, now)
@@ -232,60 +237,82 @@ function SWL.peek(p, st, now)
 end
 
 -- entries: every live entry, as {time, cost}.
-function SWL.entries(st)
-  local entries = {}
-  if st.live then
-    for m = st.drop + 1, st.bodyN + added(st) do
+local function entries(st)
+  local list = {}
+  if st[LIVE] then
+    for m = st[DROP] + 1, st[BODYN] + added(st) do
       local t, c = at(st, m)
-      entries[#entries + 1] = { t, c }
+      list[#list + 1] = { t, c }
     end
   end
-  return entries
+  return list
+end
+
+-- replace makes `list` ({time, cost}, oldest first) the whole log, as if all were added
+-- in this call (so save writes the string anew), with `sum` as the live cost.
+local function replace(st, list, sum)
+  st[BODYN], st[DROP], st[MERGED], st[ADD] = 0, 0, false, false
+  if #list == 0 then
+    st[LIVE] = false
+    st[SUM] = 0
+  else
+    local add = {}
+    for a, e in ipairs(list) do
+      add[2 * a - 1], add[2 * a] = e[1], e[2]
+    end
+    st[ADD] = add
+    st[LIVE] = true
+    st[SUM] = sum
+  end
+  st.dirty = true
 end
 
 function SWL.adjust(p, st, now, delta)
-  SWL.trim(p, st, now)
+  trim(p, st, now)
   if delta > 0 then
-    local add = math.min(delta, 2 * p.limit - st.sum)
+    local add = math.min(delta, 2 * p.limit - st[SUM])
     if add > 0 then
-      SWL.record(st, now, add)
-      st.sum = st.sum + add
+      record(st, now, add)
+      st[SUM] = st[SUM] + add
     end
   elseif delta < 0 then
     -- Take cost back from the newest entries, and write the log anew.
-    local entries = SWL.entries(st)
+    local list = entries(st)
+    local sum = st[SUM]
     local back = -delta
-    while back > 0 and #entries > 0 do
-      local last = entries[#entries]
+    while back > 0 and #list > 0 do
+      local last = list[#list]
       local take = math.min(back, last[2])
       last[2] = last[2] - take
-      st.sum = st.sum - take
+      sum = sum - take
       back = back - take
       if last[2] <= COST_EPSILON then
-        entries[#entries] = nil
+        list[#list] = nil
       end
     end
-    SWL.replace(st, entries)
+    replace(st, list, sum)
   end
-  return { true, p.limit, U.whole(p.limit - st.sum), 0, SWL.resetAfter(p, st, now) }
+  local sum = st[SUM]
+  return { true, p.limit, U.whole(p.limit - sum), 0, resetAfter(p, st, now) }
 end
 
--- replace makes `entries` ({time, cost}, oldest first) the whole log, as if all were
--- added in this call (so save writes the string anew); the caller keeps the sum.
-function SWL.replace(st, entries)
-  st.bodyN, st.drop, st.merged, st.add = 0, 0, false, false
-  if #entries == 0 then
-    st.live = false
-    st.sum = 0
-  else
-    local add = {}
-    for a, e in ipairs(entries) do
-      add[2 * a - 1], add[2 * a] = e[1], e[2]
+-- refund takes back `cost` a limit-all consumed at `consumedAt`: from the first entry
+-- recorded then or later (the one that consumption went into), never more than it holds.
+function SWL.refund(p, st, now, cost, consumedAt)
+  trim(p, st, now)
+  local list = entries(st)
+  for j = 1, #list do
+    local e = list[j]
+    if e[1] >= consumedAt then
+      local take = math.min(cost, e[2])
+      e[2] = e[2] - take
+      if e[2] <= COST_EPSILON then
+        table.remove(list, j)
+      end
+      replace(st, list, st[SUM] - take)
+      return
     end
-    st.add = add
-    st.live = true
   end
-  st.dirty = true
 end
 
 -- header: the header of a string written anew, whose entries are `whole`.
@@ -299,36 +326,37 @@ end
 -- rewrite writes the string anew: the stored entries still live, then those added.
 local function rewrite(p, key, st, ctx, head, needed)
   local parts = {}
-  if st.drop < st.bodyN then
-    local body = redis.call("GETRANGE", key, head, st.tail - 1)
-    if st.merged then
-      body = string.sub(body, 1, -17) .. spack("<dd", st.nt, st.nc)
+  local bodyN, drop = st[BODYN], st[DROP]
+  if drop < bodyN then
+    local body = redis.call("GETRANGE", key, head, st[TAIL] - 1)
+    if st[MERGED] then
+      body = string.sub(body, 1, -17) .. spack("<dd", st[NT], st[NC])
     end
     parts[1] = body
   end
-  local add = st.add
+  local add = st[ADD]
   if add then
-    for a = 2 * math.max(st.drop - st.bodyN, 0) + 1, #add, 2 do
+    for a = 2 * math.max(drop - bodyN, 0) + 1, #add, 2 do
       parts[#parts + 1] = spack("<dd", add[a], add[a + 1])
     end
   end
   local whole = table.concat(parts)
   local untilT = needed + p.window
-  redis.call("SET", key, whole .. header(st.sum, whole, untilT), "PX", U.ttl(ctx, untilT - ctx.now))
+  redis.call("SET", key, whole .. header(st[SUM], whole, untilT), "PX", U.ttl(ctx, untilT - ctx.now))
 end
 
 -- save writes what changed (see the layout above); a log with no live entry is deleted.
 function SWL.save(p, key, st, ctx)
-  if not st.live then
-    if st.hv then
+  if not st[LIVE] then
+    if st[HV] then
       redis.call("DEL", key)
     end
     return
   end
-  local bodyN, drop = st.bodyN, st.drop
-  local head = st.head + drop * 16
+  local bodyN, drop, tail = st[BODYN], st[DROP], st[TAIL]
+  local head = st[HEAD] + drop * 16
   local needed = newest(st) + p.window
-  if not st.hv or drop >= bodyN or (head >= SWL_DEAD and head >= st.tail - head) then
+  if not st[HV] or drop >= bodyN or (head >= SWL_DEAD and head >= tail - head) then
     rewrite(p, key, st, ctx, head, needed)
     return
   end
@@ -338,13 +366,13 @@ function SWL.save(p, key, st, ctx)
   local want = math.min(SWL_CACHE, bodyN + na - drop)
   local copy = ""
   local n = 0
-  local stop = st.cacheN
-  if st.merged and stop >= bodyN then
+  local stop = st[CACHEN]
+  if st[MERGED] and stop >= bodyN then
     stop = bodyN - 1
   end
   stop = math.min(stop, drop + want)
   if stop > drop then
-    copy = string.sub(st.hv, HAT + drop * 16, HAT + stop * 16 - 1)
+    copy = string.sub(st[HV], HAT + drop * 16, HAT + stop * 16 - 1)
     n = stop - drop
   end
   while n < want and known(st, drop + n + 1) do
@@ -354,27 +382,42 @@ function SWL.save(p, key, st, ctx)
   end
   -- The TTL outlives the newest entry by a window more than it needs, so that the next
   -- window's writes need not extend it.
-  local untilT = st.untilT
+  local untilT = st[UNTIL]
   local extend = needed > untilT
   if extend then
     untilT = needed + p.window
   end
-  local from = st.tail
-  local write = ""
-  if st.merged then
+  -- One pack for the header's numbers and the entry before them (the usual write: one
+  -- entry added, or the newest grown).
+  local add = st[ADD]
+  local from = tail
+  local before = ""
+  local t, c
+  if st[MERGED] then
     from = from - 16
-    write = spack("<dd", st.nt, st.nc)
+    t, c = st[NT], st[NC]
   end
-  local add = st.add
   if add then
-    for a = 1, #add, 2 do
-      write = write .. spack("<dd", add[a], add[a + 1])
+    if t ~= nil then
+      before = spack("<dd", t, c)
     end
+    local last = #add - 1
+    for a = 1, last - 2, 2 do
+      before = before .. spack("<dd", add[a], add[a + 1])
+    end
+    t, c = add[last], add[last + 1]
   end
-  write = write
-    .. spack("<ddddd", st.sum, head, st.tail + na * 16, untilT, n)
-    .. copy
-    .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
+  local write
+  if t == nil then
+    write = spack("<ddddd", st[SUM], head, tail + na * 16, untilT, n)
+  else
+    write = spack("<ddddddd", t, c, st[SUM], head, tail + na * 16, untilT, n)
+  end
+  if n < SWL_CACHE then
+    write = before .. write .. copy .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
+  else
+    write = before .. write .. copy
+  end
   redis.call("SETRANGE", key, from, write)
   if extend then
     redis.call("PEXPIRE", key, U.ttl(ctx, untilT - ctx.now))
