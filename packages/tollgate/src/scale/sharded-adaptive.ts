@@ -13,17 +13,22 @@ import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 // - The flag (`<prefix>#hot`, a one-token bucket per key refilling in `hold`): an empty
 //   bucket means "sharded" until it refills. Processes that see the key hot refresh it.
 // - Heating: the first process to see more than `above` requests a second reads the
-//   ordinary key and the shards, takes the flag (one winner), charges the shards down to
-//   the ordinary key's level (split by share) and drains the ordinary key (charges it
-//   twice its limit). A process that still uses the ordinary key is then refused there,
+//   ordinary key and the shards, takes the flag (one winner), takes the ordinary key's
+//   level from it (a limit of that cost), charges the shards down to what it took (split
+//   by share) and drains the ordinary key (charges it twice its limit). A process that still uses the ordinary key is then refused there,
 //   looks at the flag, and follows. The ordinary key is drained again before it could
 //   refill (token bucket) or at each new window (fixed window) while the key stays hot.
 // - Cooling: when the flag has run out, the first process to notice (one winner, through
 //   `<prefix>#cool`) resets the ordinary key and charges it down to the shards' total.
 //
-// The moves are not atomic across processes. What a key admits during a switch on other
-// processes, in the round trips between reading a level and the drain, may be counted on
-// both sides (see docs/sharded.md); every other race leaves less budget, never more.
+// The moves are not atomic across processes. Heating moves only budget it took, so what
+// other processes admit meanwhile is never counted on both sides. Cooling reads the
+// shards, then charges the ordinary key: a shard decision still in flight when the flag
+// runs out (or made by a process whose clock reads it as still set) can land in
+// between and is then not charged to the ordinary key (see docs/sharded.md).
+
+/** TAKE_ATTEMPTS: tries to take the ordinary key's level while others keep using it (then none is moved). */
+const TAKE_ATTEMPTS = 4
 
 /** flagPolicy: one token per key, refilled in `holdMs` (at least 1 ms): a flag or a lock that lasts that long. */
 export function flagPolicy(holdMs: number): TokenBucketPolicy {
@@ -148,10 +153,28 @@ export class Adaptive {
       this.becomeHot(e, now, won.resetAfterMs, now)
       return
     }
-    // This process moves the budget: each shard down to its share of the ordinary key's
-    // level (charges only), and the ordinary key drained.
+    // This process moves the budget. It takes the ordinary key's level as it is at that
+    // moment, with a limit of that cost (one atomic step in the store), so that what other
+    // processes admitted there since the peek is not moved too: the take is refused and
+    // tried again at the level its refusal shows. Then each shard is charged down to its
+    // share of what was taken, and the ordinary key drained (what it gained since the
+    // take, and what other processes take of it before they follow, is budget left behind,
+    // not counted twice).
     const base = this.spec.base
-    const targets = deal(this.spec.parts, levelOf(base, p))
+    let taken = 0
+    let level = levelOf(base, p)
+    for (let attempt = 0; attempt < TAKE_ATTEMPTS && level > 1e-9; attempt++) {
+      const cost = level
+      const t = yield* one(() => this.plain.limit(key, cost, now))
+      if (t.allowed) {
+        taken = cost
+        break
+      }
+      // Whole units from the second attempt on: a token bucket's fractional level, read
+      // back from times, may be a rounding above what the take can have.
+      level = Math.floor(levelOf(base, t) + 1e-9)
+    }
+    const targets = deal(this.spec.parts, taken)
     const charges = targets.map((target, j) => Math.max(0, e.levels.at(j, now) - target))
     const shards = charges.map((_, j) => j).filter((j) => charges[j] > 0)
     const [drained, ...charged] = yield* all<Settled<Decision>>([

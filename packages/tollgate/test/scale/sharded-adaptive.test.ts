@@ -98,6 +98,70 @@ describe("adaptive sharding", () => {
     expect(admitted).toBe(1000)
   })
 
+  it("moves only budget it took: what another process admits meanwhile is not counted twice", () => {
+    for (const policy of [
+      fixedWindow({ limit: 1000, window: "1h" }),
+      tokenBucket({ rate: 1000, period: "1h" }),
+    ]) {
+      const clock = manualClock(START)
+      const memory = new MemoryStore()
+      // Another process on the ordinary key (unsharded), admitting 30 requests in the
+      // round trips between the heating process's read of the key and its moves.
+      const other = createLimiter({ policy, store: memory, clock, prefix: "ad" })
+      let interleaved = 0
+      let armed = true
+      const store = new Proxy(memory, {
+        get(target, name) {
+          if (name !== "namespace") return Reflect.get(target, name)
+          return (prefix: string, p: typeof policy) => {
+            const ns = target.namespace(prefix, p)
+            // The shards are read right after the ordinary key, when heating.
+            if (!prefix.includes("#") || prefix.endsWith("#hot")) return ns
+            return new Proxy(ns, {
+              get(inner, op) {
+                const f = Reflect.get(inner, op)
+                if (op !== "peek") return typeof f === "function" ? f.bind(inner) : f
+                return (...args: unknown[]) => {
+                  if (armed) {
+                    armed = false
+                    for (let i = 0; i < 30; i++) if (other.limit("k").allowed) interleaved++
+                  }
+                  return (f as (...a: unknown[]) => unknown).apply(inner, args)
+                }
+              },
+            })
+          }
+        },
+      })
+      const a = createLimiter({
+        policy: sharded(policy, {
+          shards: 4,
+          adaptive: { above: 50, hold: "10s" },
+          random: seeded(1),
+        }),
+        store,
+        clock,
+        prefix: "ad",
+      })
+      let admitted = 0
+      for (let i = 0; i < 100; i++) {
+        clock.advance(10)
+        if (a.limit("k").allowed) admitted++
+      }
+      expect(interleaved).toBe(30)
+      expect(a.shardBalance("k").sharded).toBe(true)
+      // Drain whatever is left, on the shards and on the ordinary key: at most the budget
+      // (and the refill of the second it took, for the bucket) in all.
+      for (let i = 0; i < 3000; i++) {
+        if (a.limit("k").allowed) admitted++
+        if (other.limit("k").allowed) interleaved++
+      }
+      const refill = policy.kind === "tokenBucket" ? 1 : 0
+      expect(admitted + interleaved, policy.kind).toBeLessThanOrEqual(1000 + refill)
+      expect(admitted + interleaved, policy.kind).toBeGreaterThanOrEqual(1000 - 30)
+    }
+  })
+
   it("moves a key back to one ordinary key when no process saw it hot for `hold`", () => {
     const { clock, limiters, plain } = fleet(fixedWindow({ limit: 1000, window: "1h" }))
     const [a, b] = limiters
