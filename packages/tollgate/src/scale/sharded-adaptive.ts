@@ -1,8 +1,8 @@
 import type { Decision } from "../core/decision.js"
 import { type TokenBucketPolicy, tokenBucket } from "../core/policy.js"
 import type { MaybePromise, Namespace, Store } from "../stores/store.js"
-import type { ShardSpec } from "./sharded.js"
-import { deal, levelOf, sum } from "./sharded-levels.js"
+import type { ShardablePolicy, ShardSpec } from "./sharded.js"
+import { deal, levelOf } from "./sharded-levels.js"
 import type { Tracked } from "./sharded-namespace.js"
 import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 
@@ -14,18 +14,17 @@ import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 //   bucket means "sharded" until it refills. Processes that see the key hot refresh it.
 // - Heating: the first process to see more than `above` requests a second reads the
 //   ordinary key and the shards, takes the flag (one winner), takes the ordinary key's
-//   level from it (a limit of that cost), charges the shards down to what it took (split
-//   by share) and drains the ordinary key (charges it twice its limit). A process that still uses the ordinary key is then refused there,
+//   level from it (a limit of that cost), sets the shards to what it took (split by
+//   share) and drains the ordinary key (charges it twice its limit). A process that still uses the ordinary key is then refused there,
 //   looks at the flag, and follows. The ordinary key is drained again before it could
 //   refill (token bucket) or at each new window (fixed window) while the key stays hot.
 // - Cooling: when the flag has run out, the first process to notice (one winner, through
-//   `<prefix>#cool`) resets the ordinary key and charges it down to the shards' total.
+//   `<prefix>#cool`) takes what the shards have left, resets the ordinary key and
+//   charges it down to that.
 //
-// The moves are not atomic across processes. Heating moves only budget it took, so what
-// other processes admit meanwhile is never counted on both sides. Cooling reads the
-// shards, then charges the ordinary key: a shard decision still in flight when the flag
-// runs out (or made by a process whose clock reads it as still set) can land in
-// between and is then not charged to the ordinary key (see docs/sharded.md).
+// The moves are not atomic across processes, so each moves only budget it took (see
+// take): what other processes admit meanwhile is never counted on both sides, and every
+// race leaves less budget, never more.
 
 /** TAKE_ATTEMPTS: tries to take the ordinary key's level while others keep using it (then none is moved). */
 const TAKE_ATTEMPTS = 4
@@ -153,30 +152,15 @@ export class Adaptive {
       this.becomeHot(e, now, won.resetAfterMs, now)
       return
     }
-    // This process moves the budget. It takes the ordinary key's level as it is at that
-    // moment, with a limit of that cost (one atomic step in the store), so that what other
-    // processes admitted there since the peek is not moved too: the take is refused and
-    // tried again at the level its refusal shows. Then each shard is charged down to its
-    // share of what was taken, and the ordinary key drained (what it gained since the
-    // take, and what other processes take of it before they follow, is budget left behind,
-    // not counted twice).
+    // This process moves the budget: it takes the ordinary key's level (see take), sets
+    // each shard to its share of what it took (charging or refunding it), and drains the
+    // ordinary key. What the ordinary key gains after the take, and what other processes
+    // take of it before they follow, is budget left behind, never counted twice.
     const base = this.spec.base
-    let taken = 0
-    let level = levelOf(base, p)
-    for (let attempt = 0; attempt < TAKE_ATTEMPTS && level > 1e-9; attempt++) {
-      const cost = level
-      const t = yield* one(() => this.plain.limit(key, cost, now))
-      if (t.allowed) {
-        taken = cost
-        break
-      }
-      // Whole units from the second attempt on: a token bucket's fractional level, read
-      // back from times, may be a rounding above what the take can have.
-      level = Math.floor(levelOf(base, t) + 1e-9)
-    }
+    const taken = yield* this.take(this.plain, key, base, levelOf(base, p), now)
     const targets = deal(this.spec.parts, taken)
-    const charges = targets.map((target, j) => Math.max(0, e.levels.at(j, now) - target))
-    const shards = charges.map((_, j) => j).filter((j) => charges[j] > 0)
+    const charges = targets.map((target, j) => e.levels.at(j, now) - target)
+    const shards = charges.map((_, j) => j).filter((j) => Math.abs(charges[j]) > 1e-9)
     const [drained, ...charged] = yield* all<Settled<Decision>>([
       settled(() => this.plain.adjust(key, 2 * base.limit, now)),
       ...shards.map((j) => settled(() => this.shards[j].adjust(e.names[j], charges[j], now))),
@@ -190,6 +174,30 @@ export class Adaptive {
       this.options().holdMs,
       drained.ok ? this.drainedUntil(drained.value, now) : now,
     )
+  }
+
+  /**
+   * take takes `level` from a key with one limit of that cost (one atomic step in the
+   * store), so that only budget nobody else used is moved. When other processes used
+   * some since `level` was read, the take is refused and tried again at the level the
+   * refusal shows (whole units: a token bucket's level read back from times may be a
+   * rounding above what a take can have), up to TAKE_ATTEMPTS times. It returns what it
+   * took (0 when every attempt was refused).
+   */
+  private *take(
+    ns: Namespace,
+    key: string,
+    part: ShardablePolicy,
+    level: number,
+    now: number,
+  ): Steps<number> {
+    for (let attempt = 0; attempt < TAKE_ATTEMPTS && level > 1e-9; attempt++) {
+      const cost = level
+      const t = yield* one(() => ns.limit(key, cost, now))
+      if (t.allowed) return cost
+      level = Math.floor(levelOf(part, t) + 1e-9)
+    }
+    return 0
   }
 
   private *refresh(key: string, e: Tracked, now: number): Steps<void> {
@@ -213,10 +221,18 @@ export class Adaptive {
     e.heatTriedAt = now
     const lock = yield* one(() => this.cool.limit(key, 1, now))
     if (!lock.allowed) return
+    // The shards' budget moves back as heating moved it: taken from each shard, so that a
+    // shard decision still in flight (or made by a process whose clock reads the flag as
+    // still set) is either in what was taken or refused.
     const ds = yield* all(this.shards.map((ns, j) => () => ns.peek(e.names[j], now)))
     e.levels.recordAll(ds, now)
+    let left = 0
+    for (let j = 0; j < this.shards.length; j++) {
+      const part = this.spec.parts[j]
+      left += yield* this.take(this.shards[j], e.names[j], part, levelOf(part, ds[j]), now)
+    }
     const base = this.spec.base
-    const used = base.limit - sum(e.levels.all(now))
+    const used = base.limit - left
     yield* one(() => this.plain.reset(key))
     if (used > 1e-9) {
       const charge = base.kind === "tokenBucket" ? used : Math.ceil(used - 1e-9)

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest"
 import {
   createLimiter,
+  type Decision,
   fixedWindow,
   type Limiter,
   MemoryStore,
@@ -14,6 +15,7 @@ import {
   sharded,
   tokenBucket,
 } from "../../src/index.js"
+import { flagPolicy } from "../../src/scale/sharded-adaptive.js"
 import { seeded } from "./sharded-random.js"
 
 const START = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000) + 60_000
@@ -160,6 +162,83 @@ describe("adaptive sharding", () => {
       expect(admitted + interleaved, policy.kind).toBeLessThanOrEqual(1000 + refill)
       expect(admitted + interleaved, policy.kind).toBeGreaterThanOrEqual(1000 - 30)
     }
+  })
+
+  it("moves back only what the shards had left: a shard decision landing meanwhile counts once", () => {
+    const policy = fixedWindow({ limit: 1000, window: "1h" })
+    const clock = manualClock(START)
+    // b's clock is 50 ms behind: it still reads the flag as set when it ran out for a.
+    const behind = manualClock(START - 50)
+    const memory = new MemoryStore()
+    const options = { shards: 4, adaptive: { above: 50, hold: "10s", recheck: "1s" } }
+    const b = createLimiter({
+      policy: sharded(policy, { ...options, random: seeded(2) }),
+      store: memory,
+      clock: behind,
+      prefix: "ad",
+    })
+    let interleaved = 0
+    let armed = false
+    // When a starts moving the budget back (its first take from a shard, or its reset of
+    // the ordinary key), b admits 20 requests from the shards (fewer than would make it
+    // refresh the flag: half of `above` a second).
+    const hook = () => {
+      if (!armed) return
+      armed = false
+      for (let i = 0; i < 20; i++) if (b.limit("k").allowed) interleaved++
+    }
+    const store = new Proxy(memory, {
+      get(target, name) {
+        if (name !== "namespace") return Reflect.get(target, name)
+        return (prefix: string, p: typeof policy) => {
+          const ns = target.namespace(prefix, p)
+          const watched = prefix === "ad" ? "reset" : prefix.includes("#shard") ? "limit" : ""
+          return new Proxy(ns, {
+            get(inner, op) {
+              const f = Reflect.get(inner, op)
+              if (typeof f !== "function") return f
+              if (op !== watched) return f.bind(inner)
+              return (...args: unknown[]) => {
+                hook()
+                return (f as (...a: unknown[]) => unknown).apply(inner, args)
+              }
+            },
+          })
+        }
+      },
+    })
+    const a = createLimiter({
+      policy: sharded(policy, { ...options, random: seeded(1) }),
+      store,
+      clock,
+      prefix: "ad",
+    })
+    let admitted = 0
+    const advance = (ms: number) => {
+      clock.advance(ms)
+      behind.advance(ms)
+    }
+    for (let i = 0; i < 100; i++) {
+      advance(10)
+      if (a.limit("k").allowed) admitted++
+    }
+    for (let i = 0; i < 5; i++) if (b.limit("k").allowed) interleaved++
+    expect(b.shardBalance("k").sharded).toBe(true)
+    // The flag (a bucket of one token refilled in `hold`) runs out for a, not yet for b.
+    const flag = memory.namespace("ad#hot", flagPolicy(10_000))
+    advance((flag.peek("k", clock.now()) as Decision).resetAfterMs + 20)
+    armed = true
+    if (a.limit("k").allowed) admitted++
+    expect(a.shardBalance("k").sharded).toBe(false)
+    expect(interleaved).toBe(25)
+    // Drain what is left, wherever it is: at most the budget in all.
+    for (let i = 0; i < 3000; i++) {
+      advance(1)
+      if (a.limit("k").allowed) admitted++
+      if (b.limit("k").allowed) interleaved++
+    }
+    expect(admitted + interleaved).toBeLessThanOrEqual(1000)
+    expect(admitted + interleaved).toBeGreaterThanOrEqual(1000 - 25)
   })
 
   it("moves a key back to one ordinary key when no process saw it hot for `hold`", () => {
