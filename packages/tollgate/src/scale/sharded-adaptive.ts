@@ -15,9 +15,10 @@ import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 // - Heating: the first process to see more than `above` requests a second reads the
 //   ordinary key and the shards, takes the flag (one winner), takes the ordinary key's
 //   level from it (a limit of that cost), sets the shards to what it took (split by
-//   share) and drains the ordinary key (charges it twice its limit). A process that still uses the ordinary key is then refused there,
-//   looks at the flag, and follows. The ordinary key is drained again before it could
-//   refill (token bucket) or at each new window (fixed window) while the key stays hot.
+//   share) and drains the ordinary key (charges it twice its limit). A process that
+//   still uses the ordinary key is then refused there, looks at the flag, and follows.
+//   The ordinary key is drained again before it could refill (token bucket) or at each
+//   new window (fixed window) while the key stays hot.
 // - Cooling: when the flag has run out, the first process to notice (one winner, through
 //   `<prefix>#cool`) takes what the shards have left, resets the ordinary key and
 //   charges it down to that.
