@@ -277,7 +277,10 @@ describe("localLeases", () => {
           largest = Math.max(largest, over)
         },
       ),
-      { numRuns: 150 },
+      // A fixed seed: the same 150 scenarios every run, so that the check below holds
+      // every time (with a random seed, about one run in ten had no scenario where the
+      // leases carried units across intervals).
+      { numRuns: 150, seed: 1 },
     )
     // Leases did carry units across intervals in some runs: the bound is not idle.
     expect(largest).toBeGreaterThan(0)
