@@ -47,11 +47,11 @@ describe("one key shared by a batch", () => {
       store: new RedisStore({ client: fixture.client, maxBatch: 100 }),
       prefix: "shared",
     })
-    await limiter.limit("warm-up") // scripts loaded
+    await limiter.limit("warm-up") // the function library loaded
     await fixture.client.config("RESETSTAT")
     const decisions = await Promise.all(Array.from({ length: 200 }, () => limiter.limit("hot")))
     const ran = await commands()
-    expect(ran.evalsha).toBe(2)
+    expect(ran.fcall).toBe(2)
     expect(ran.mget).toBe(2)
     expect(ran.get ?? 0).toBe(0)
     expect(ran.set).toBe(2)
@@ -138,26 +138,34 @@ describe("calls of one tick", () => {
     expect((await Promise.all(others)).map((d) => d.remaining)).toEqual([1, 1, 1])
   })
 
-  it("keep their order when one needs a script Redis has not seen yet", async () => {
-    // limit's script is loaded, limit-all's is not: were limit-all sent by SHA1 first and
-    // again in full after NOSCRIPT, the plain limit behind it would be decided first.
-    await fixture.client.script("FLUSH")
-    for (const pipelined of [false, true]) {
-      const store = new RedisStore({ client: fixture.client })
+  it("keep their order when one needs a script or the library Redis has not seen yet", async () => {
+    // As scripts, limit's is loaded and limit-all's is not: were limit-all sent by SHA1
+    // first and again in full after NOSCRIPT, the plain limit behind it would be decided
+    // first. As functions, on a server without the library, both follow its FUNCTION LOAD.
+    const cases = [
+      { functions: false, pipelined: false },
+      { functions: false, pipelined: true },
+      { functions: true, pipelined: false },
+      { functions: true, pipelined: true },
+    ]
+    for (const { functions, pipelined } of cases) {
+      await fixture.client.script("FLUSH")
+      await fixture.client.call("FUNCTION", "FLUSH")
+      const store = new RedisStore({ client: fixture.client, functions })
       const policy = slidingWindowLog({ limit: 3, window: "1h" })
-      const ns = store.namespace(`order-${pipelined}`, policy)
-      await ns.limit("warm-up", 1, Date.now())
+      const name = `order-${functions}-${pipelined}`
+      const ns = store.namespace(name, policy)
+      if (!functions) await ns.limit("warm-up", 1, Date.now())
       const now = Date.now()
       // Four or more calls in one flush travel as a pipeline.
       const extra = pipelined
-        ? [1, 2, 3].map((i) => store.namespace(`order-extra-${i}`, policy).limit("x", 1, now))
+        ? [1, 2, 3].map((i) => store.namespace(`${name}-${i}`, policy).limit("x", 1, now))
         : []
       const all = store.limitAll([{ namespace: ns, key: "k", cost: 3 }], now)
       const one = ns.limit("k", 1, now)
       expect((await all).map((d) => d.allowed)).toEqual([true])
       expect((await one).allowed).toBe(false)
       await Promise.all(extra)
-      await fixture.client.script("FLUSH")
     }
   })
 })

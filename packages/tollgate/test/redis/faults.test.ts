@@ -177,6 +177,13 @@ async function expectExact(limiter: Limiter, key: string): Promise<void> {
 }
 
 /** errorCount reads how many replies of an error kind (e.g. NOSCRIPT) a server has sent. */
+/** libraryLoads: FUNCTION LOAD calls the server has run (since it started). */
+async function libraryLoads(client: Redis): Promise<number> {
+  const info = await client.info("commandstats")
+  const match = /cmdstat_function\|load:calls=(\d+)/.exec(info)
+  return match === null ? 0 : Number(match[1])
+}
+
 async function errorCount(client: Redis, kind: string): Promise<number> {
   const info = await client.info("errorstats")
   const match = new RegExp(`errorstat_${kind}:count=(\\d+)`).exec(info)
@@ -225,10 +232,11 @@ describe("Redis faults under load", () => {
     for (const mode of MODES) expect(after[mode].byStore).toBeLessThanOrEqual(ALLOWANCE)
     // What the restarted server counted for the key under load, before the checks below.
     const consumed = ALLOWANCE - (await limiters.closed.peek("hot")).remaining
-    // Recovery: the scripts were reloaded after NOSCRIPT, and a fresh key is exact again.
+    // Recovery: the function library was loaded again on the restarted server (after
+    // "Function not found"), and a fresh key is exact again.
     const took = await Promise.all(MODES.map((m) => recovered(limiters[m], "probe")))
     for (const mode of MODES) await expectExact(limiters[mode], "fresh")
-    expect(await errorCount(client, "NOSCRIPT")).toBeGreaterThan(0)
+    expect(await libraryLoads(client)).toBeGreaterThan(0)
     report("sigkill", {
       closed: summary(t.closed),
       open: summary(t.open),
@@ -348,15 +356,20 @@ describe("Redis faults under load", () => {
     })
   }, 40_000)
 
-  it("SCRIPT FLUSH during load: reloaded transparently, no error, exact admission", async () => {
+  it("SCRIPT FLUSH and FUNCTION FLUSH during load: reloaded transparently, no error, exact admission", async () => {
     const s = await server()
     const admin = await connect(s)
     const KEYS = 4
+    // Two stores run the function library, two run scripts (functions: false).
     const limiters = await Promise.all(
-      Array.from({ length: 4 }, async () =>
+      Array.from({ length: 4 }, async (_, i) =>
         createLimiter({
           policy,
-          store: new RedisStore({ client: await connect(s), guardPrefix: GUARD_PREFIX }),
+          store: new RedisStore({
+            client: await connect(s),
+            guardPrefix: GUARD_PREFIX,
+            functions: i < 2,
+          }),
           prefix: `${PREFIX}-flush`,
           timeout: TIMEOUT_MS,
         }),
@@ -367,6 +380,7 @@ describe("Redis faults under load", () => {
     const flusher = (async () => {
       while (flushing) {
         await admin.script("FLUSH")
+        await admin.call("FUNCTION", "FLUSH")
         flushes++
         await sleep(10)
       }
@@ -383,6 +397,8 @@ describe("Redis faults under load", () => {
     await flusher
     expect(flushes).toBeGreaterThan(10)
     expect(await errorCount(admin, "NOSCRIPT")).toBeGreaterThan(0)
+    // Loaded once by each of the two stores, then again after flushes.
+    expect(await libraryLoads(admin)).toBeGreaterThan(4)
     expect(t.others).toEqual([])
     expect(t.storeErrors).toBe(0)
     expect(t.byStore).toBe(KEYS * ALLOWANCE)
@@ -392,6 +408,7 @@ describe("Redis faults under load", () => {
       ...summary(t),
       flushes,
       noscript: await errorCount(admin, "NOSCRIPT"),
+      libraryLoads: await libraryLoads(admin),
     })
   })
 

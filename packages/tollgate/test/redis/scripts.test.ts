@@ -1,5 +1,6 @@
-// The scripts as Redis sees them: the registry's SHA1s are Redis's own, a flushed script
-// cache is reloaded transparently, a call re-sent after a lost reply does not run twice,
+// The scripts as Redis sees them: the registry's SHA1s are Redis's own, the function
+// library and the scripts decide alike, a flushed script cache or function library is
+// reloaded transparently, a call re-sent after a lost reply does not run twice,
 // TTLs match how long state matters, and a denial writes nothing.
 
 import { Redis } from "ioredis"
@@ -51,15 +52,53 @@ describe("script registry", () => {
     }
   })
 
-  it("recovers from SCRIPT FLUSH, also in the middle of a burst", async () => {
-    for (const policy of ALL) {
+  it("loads one function library per server; with functions: false the same operations run as scripts", async () => {
+    const stats = async () => {
+      const info = await fixture.client.info("commandstats")
+      const count = (c: string) =>
+        Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+      return { fcall: count("fcall"), scripts: count("evalsha") + count("eval") }
+    }
+    const decide = async (functions: boolean) => {
+      const out: unknown[] = []
+      for (const policy of ALL) {
+        const store = new RedisStore({ client: fixture.client, functions, time: "client" })
+        const ns = store.namespace(`modes-${functions}-${policy.kind}`, policy)
+        const now = 1_780_000_000_000
+        for (let i = 0; i < 12; i++) out.push(await ns.limit("k", 1, now + i * 100))
+        out.push(await ns.peek("k", now + 1200))
+      }
+      // Lease ids differ between stores; everything else must not.
+      return out.map((d) => ({ ...(d as object), lease: undefined }))
+    }
+    await fixture.client.config("RESETSTAT")
+    const withFunctions = await decide(true)
+    expect(await stats()).toMatchObject({ scripts: 0 })
+    await fixture.client.config("RESETSTAT")
+    const withScripts = await decide(false)
+    expect(await stats()).toMatchObject({ fcall: 0 })
+    expect(withScripts).toEqual(withFunctions)
+    const libraries = (await fixture.client.call("FUNCTION", "LIST")) as unknown[][]
+    const names = libraries.map((l) => String(l[1]))
+    expect(names.filter((n) => n.startsWith("tollgate_"))).toHaveLength(1)
+  })
+
+  it("recovers from SCRIPT FLUSH and FUNCTION FLUSH, also in the middle of a burst", async () => {
+    for (const [policy, functions] of ALL.flatMap((p) => [
+      [p, true] as const,
+      [p, false] as const,
+    ])) {
       const limiter = createLimiter({
         policy,
-        store: new RedisStore({ client: fixture.client }),
-        prefix: `flush-${policy.kind}`,
+        store: new RedisStore({ client: fixture.client, functions }),
+        prefix: `flush-${policy.kind}-${functions}`,
       })
+      const flush = async () => {
+        await fixture.client.script("FLUSH")
+        await fixture.client.call("FUNCTION", "FLUSH")
+      }
       expect((await limiter.limit("k")).allowed).toBe(true)
-      await fixture.client.script("FLUSH")
+      await flush()
       expect((await limiter.limit("k")).allowed).toBe(true)
       // Flush while 200 requests from 20 connections are in flight: all are answered, and
       // exactly the allowance is admitted.
@@ -71,16 +110,16 @@ describe("script registry", () => {
         const limiters = others.map((c) =>
           createLimiter({
             policy,
-            store: new RedisStore({ client: c }),
-            prefix: `flush2-${policy.kind}`,
+            store: new RedisStore({ client: c, functions }),
+            prefix: `flush2-${policy.kind}-${functions}`,
           }),
         )
         const pending = Array.from({ length: 200 }, (_, i) =>
           limiters[i % limiters.length].limit("k"),
         )
-        await fixture.client.script("FLUSH")
+        await flush()
         const decisions = await Promise.all(pending)
-        expect(decisions.filter((d) => d.allowed).length, policy.kind).toBe(10)
+        expect(decisions.filter((d) => d.allowed).length, `${policy.kind} ${functions}`).toBe(10)
       } finally {
         for (const c of others) c.disconnect()
       }
@@ -97,6 +136,7 @@ describe("options", () => {
       [{ client: fixture.client, maxBatch: 0 }, "maxBatch"],
       [{ client: fixture.client, replayWindow: "soon" }, "replayWindow"],
       [{ client: fixture.client, guardPrefix: "" }, "guardPrefix"],
+      [{ client: fixture.client, functions: "yes" }, "functions"],
     ]
     for (const [options, path] of bad) {
       expect(() => new RedisStore(options as never), path).toThrow(
@@ -119,10 +159,12 @@ describe("batching", () => {
       Array.from({ length: 1000 }, (_, i) => limiter.limit(`k${i % 2}`)),
     )
     const stats = await fixture.client.info("commandstats")
-    // Script calls: the first of a store sends its script in full (EVAL), the rest by SHA1.
-    const calls =
-      Number(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1] ?? 0) +
-      Number(/cmdstat_eval:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+    // Script calls: FCALL of the function library (a script, EVALSHA or EVAL, on servers
+    // without functions).
+    let calls = 0
+    for (const command of ["fcall", "evalsha", "eval"]) {
+      calls += Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+    }
     // One request alone (nothing was outstanding), then the rest in calls of at most 100.
     expect(calls).toBeGreaterThanOrEqual(10)
     expect(calls).toBeLessThanOrEqual(12)

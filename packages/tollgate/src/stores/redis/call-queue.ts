@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto"
 import { StoreError } from "../../errors.js"
 import { encodePart, slotTag } from "./key-layout.js"
-import type { Arg, Script, ScriptClient } from "./scripts.js"
+import { type Arg, library, type Script, type ScriptClient } from "./scripts.js"
 
 /** Item: one operation's share of a script call, and where its reply goes. */
 export interface Item {
@@ -75,6 +75,13 @@ interface PipelineClient {
   }
   /** slots: on a Cluster, the nodes serving each slot. */
   readonly slots?: readonly (readonly string[] | undefined)[]
+  /** nodes: on a Cluster, its connections to the nodes of a role. */
+  nodes?(role: "master"): readonly NodeClient[]
+}
+
+/** NodeClient: one connection of a Cluster, to one node. */
+interface NodeClient extends ScriptClient {
+  readonly options: { readonly host?: string; readonly port?: number }
 }
 
 export interface CallQueueOptions {
@@ -83,6 +90,8 @@ export interface CallQueueOptions {
   maxBatch: number
   replayWindowMs: number
   guardPrefix: string
+  /** functions: run the operations as a Redis function library where the server has them. */
+  functions: boolean
 }
 
 /** GUARD_BITS: calls per guard bitmap (8 KiB); later calls go to the next bitmap. */
@@ -104,9 +113,9 @@ const PIPELINE_MIN = 4
  * CallQueue batches store operations. An operation becomes an Item queued on its slot's
  * lane (one per Cluster slot, one for a single server). Items of one owner and kind that
  * arrive in the same tick, or while the lane has MAX_OUTSTANDING calls at Redis, travel
- * together: at the end of the tick (or when maxBatch is reached) they become one EVALSHA
- * that decides them all, in arrival order, inside one atomic script, so decisions keep
- * the exact semantics of one call each while sharing one round trip. The calls of one
+ * together: at the end of the tick (or when maxBatch is reached) they become one FCALL
+ * (or EVALSHA) that decides them all, in arrival order, inside one atomic script, so
+ * decisions keep the exact semantics of one call each while sharing one round trip. The calls of one
  * flush that go to the same server travel in one pipeline (one write).
  *
  * Each writing call carries a replay guard: its own bit in a bitmap kept in Redis for
@@ -129,11 +138,21 @@ export class CallQueue {
    * EVALSHA sent again later, the calls behind it on the lane would run before it.
    */
   private readonly loaded = new Map<string, Set<Script>>()
+  /**
+   * functions: whether calls go as FCALL of the function library (Redis 7 and later),
+   * "try" until the first FUNCTION LOAD answers; "no" for older servers, or when the store
+   * was made with `functions: false`. A function library defines its kernels once per
+   * server, where a script defines them again on every call.
+   */
+  private functions: "try" | "yes" | "no"
+  /** libraryOn: the servers (as `loaded`) the library was sent to. */
+  private readonly libraryOn = new Set<string>()
 
   constructor(options: CallQueueOptions) {
     this.options = options
     this.guardBase = `${encodePart(options.guardPrefix)}:call:`
     this.timeArg = options.time === "server" ? "s" : "c"
+    this.functions = options.functions ? "try" : "no"
   }
 
   /** id: this store's random identity (lease ids and guard keys start with it). */
@@ -290,8 +309,8 @@ export class CallQueue {
             if (error === null || error === undefined) {
               this.answer(lane, call, value)
             } else if (notRun(error)) {
-              if (error.message.startsWith("NOSCRIPT")) this.forget(call.kind.script as Script)
               // Nothing ran (the server lost its scripts, the slot moved): send it alone.
+              this.recover(error, call.kind.script as Script)
               lane.outstanding--
               this.run(lane, call, argvs[i])
             } else this.fail(lane, call, error)
@@ -342,13 +361,24 @@ export class CallQueue {
     } else this.run(lane, call, this.argv(lane, call))
   }
 
-  /**
-   * prepare puts the script (its SHA1, or its source the first time this server sees it)
-   * into argv[0] and returns the command that runs it.
-   */
-  private prepare(lane: Lane, script: Script, argv: Arg[]): "eval" | "evalsha" {
+  /** node: the server a lane's calls go to ("" on a single server), as `loaded` keys it. */
+  private node(lane: Lane): string {
     const slots = this.options.client.slots
-    const node = lane.slot < 0 || slots === undefined ? "" : (slots[lane.slot]?.join() ?? "")
+    return lane.slot < 0 || slots === undefined ? "" : (slots[lane.slot]?.join() ?? "")
+  }
+
+  /**
+   * prepare puts what runs the script into argv[0] and returns the command: FCALL of its
+   * function, once the library was sent to the lane's server (sent now, ahead of this
+   * call on the same connection, the first time); else its SHA1, or its source the first
+   * time this server sees it.
+   */
+  private prepare(lane: Lane, script: Script, argv: Arg[]): "eval" | "evalsha" | "fcall" {
+    const node = this.node(lane)
+    if (this.functions !== "no" && (this.libraryOn.has(node) || this.loadLibrary(node))) {
+      argv[0] = script.fn
+      return "fcall"
+    }
     let scripts = this.loaded.get(node)
     if (scripts === undefined) {
       scripts = new Set()
@@ -364,25 +394,70 @@ export class CallQueue {
   }
 
   /**
-   * run sends one script call. A NOSCRIPT reply (nothing ran: the server restarted, failed
-   * over or had its scripts flushed) sends it again in full; the calls sent behind it
-   * meanwhile have run first, so around such an event calls may be decided out of their
-   * order (each still atomic, none twice).
+   * loadLibrary sends FUNCTION LOAD to a server, on the connection its calls
+   * take; false when it cannot be sent that way (a Cluster whose node is not known yet):
+   * the call then goes as a script.
+   */
+  private loadLibrary(node: string): boolean {
+    const client = this.options.client
+    let target: ScriptClient = client
+    if (node !== "") {
+      const address = node.split(",")[0]
+      const found = client
+        .nodes?.("master")
+        .find((n) => `${n.options.host}:${n.options.port}` === address)
+      if (found === undefined) return false
+      target = found
+    }
+    this.libraryOn.add(node)
+    const { source } = library()
+    target.callBuffer("function", ["LOAD", "REPLACE", source]).then(
+      () => {
+        if (this.functions === "try") this.functions = "yes"
+      },
+      (error: unknown) => {
+        this.libraryOn.delete(node)
+        // A server without functions (before Redis 7), or a user not allowed to load
+        // them: scripts from now on. The FCALL sent behind it fails without running
+        // and is sent again as a script (recover).
+        if (this.functions === "try" && !/^ERR Function library/.test(String(error))) {
+          this.functions = "no"
+        }
+      },
+    )
+    return true
+  }
+
+  /**
+   * run sends one script call. A reply that says nothing ran (the server restarted,
+   * failed over or had its scripts or functions flushed; a server without functions)
+   * sends it again, as the answer requires; the calls sent behind it meanwhile have run
+   * first, so around such an event calls may be decided out of their order (each still
+   * atomic, none twice).
    */
   private run(lane: Lane, call: Call, argv: Arg[]): void {
     const script = call.kind.script as Script
     const client = this.options.client
     const reply = client.callBuffer(this.prepare(lane, script, argv), argv).catch((error) => {
-      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error
-      this.forget(script)
+      if (!reloads(error)) throw error
+      this.recover(error, script)
       return client.callBuffer(this.prepare(lane, script, argv), argv)
     })
     this.track(lane, call, reply)
   }
 
-  /** forget: a server answered NOSCRIPT for `script`; send it in full again (everywhere). */
-  private forget(script: Script): void {
-    for (const scripts of this.loaded.values()) scripts.delete(script)
+  /** recover forgets what a reply says the server lacks: the script, the library, functions. */
+  private recover(error: unknown, script: Script): void {
+    const message = error instanceof Error ? error.message : ""
+    if (message.startsWith("NOSCRIPT")) {
+      for (const scripts of this.loaded.values()) scripts.delete(script)
+    } else if (message.startsWith("ERR Function not found")) {
+      this.libraryOn.clear()
+    } else if (/\bfcall\b/i.test(message)) {
+      // Not known, or not allowed to this user: scripts from now on.
+      this.functions = "no"
+      this.libraryOn.clear()
+    }
   }
 
   private track(lane: Lane, call: Call, reply: Promise<unknown>): void {
@@ -435,7 +510,18 @@ interface Ready {
 /** notRun: errors that Redis replies before running a command, so sending it again is safe. */
 function notRun(error: unknown): boolean {
   const message = error instanceof Error ? error.message : ""
-  return /^(NOSCRIPT|MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/.test(message)
+  return /^(NOSCRIPT|MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/.test(message) || reloads(error)
+}
+
+/**
+ * reloads: the server lacks what the call named (a script, the function library, or
+ * functions at all), so nothing ran and the call can go again once that is sent.
+ */
+function reloads(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : ""
+  return /^(NOSCRIPT|ERR Function not found|ERR unknown command .?fcall|NOPERM.*\bfcall\b)/i.test(
+    message,
+  )
 }
 
 function settle(item: Item, reply: unknown, at: number, length: number): void {

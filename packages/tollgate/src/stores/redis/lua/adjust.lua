@@ -1,7 +1,7 @@
 -- adjust.lua: charge each item's delta (a refund when negative) with no admission test.
 -- After the header (U.begin): the policy, then per item: delta and caller's now
 -- (doubles). Reply per item (U.reply): the decision.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

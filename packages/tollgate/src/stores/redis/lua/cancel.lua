@@ -2,7 +2,7 @@
 -- After the header (U.begin): the policy, then per item: cost, caller's now, executeAt,
 -- and 1 when executeAt is in the decision clock (0: in the caller's clock), as doubles.
 -- Reply per item (U.reply): empty.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

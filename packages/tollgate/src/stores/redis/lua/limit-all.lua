@@ -16,7 +16,7 @@
 -- Reply without "*": a list: the decision clock's now (a double), then one decision per
 -- check, each followed by its lease if it took one. With "*", per group (U.reply): the
 -- decision clock's now (a double), then per check its byte length (16 bits) and bytes.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

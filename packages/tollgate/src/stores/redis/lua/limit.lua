@@ -10,7 +10,7 @@
 -- used it left it (at that item's time): a key that many items of a batch share costs
 -- one read and one write. The loop holds what it uses in locals, and packs a decision without a lease with its length in
 -- one step.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

@@ -2,7 +2,7 @@
 -- finds expired (log entries, leases) is dropped, as any decision would.
 -- After the header (U.begin): the policy, then per item: caller's now (a double).
 -- Reply per item (U.reply): the decision.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

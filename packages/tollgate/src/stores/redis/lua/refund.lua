@@ -5,7 +5,7 @@
 -- back more than the consumption added: a window that has moved on keeps its count, a
 -- log entry is taken from the consumption's time onward, so admitted traffic never
 -- exceeds the policy (it may briefly fall short). Reply: a list, empty strings.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

@@ -1,7 +1,7 @@
 -- release.lua (concurrency): end each item's lease; unknown or ended leases are ignored.
 -- After the header (U.begin): the policy, then per item: the lease id (a string) and the
 -- caller's now (a double). Reply per item (U.reply): empty.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

@@ -2,7 +2,7 @@
 -- maxWait. After the header (U.begin): the policy, then per item: cost, caller's now,
 -- maxWait (doubles). Reply per item (U.reply): ok (a byte), executeAt (caller's clock),
 -- delayMs, executeAt (decision clock), as doubles, then the decision.
-local ctx, pos = U.begin()
+local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
 end

@@ -46,15 +46,16 @@ function U.str(blob, pos)
   return string.sub(blob, at, at + n - 1), at + n
 end
 
--- begin starts a script: it reads the header at the start of ARGV[1] and applies the
--- replay guard. ARGV[1] is the one argument of every script: the call's arguments packed
--- in one string (numbers as little-endian doubles, strings by U.str), starting with
+-- begin starts a script, given its KEYS and ARGV (globals of a script, arguments of a
+-- function): it reads the header at the start of ARGV[1] and applies the replay guard.
+-- ARGV[1] is the one argument of every script: the call's arguments packed in one
+-- string (numbers as little-endian doubles, strings by U.str), starting with
 --   time   "s": decide on Redis server time (TIME); "c": on the time each item carries
 --   bit    this call's bit in the guard bitmap KEYS[1], or -1 for an unguarded call
 --   ttl    how long the guard bitmap keeps a bit (ms; it lives up to a tenth longer)
 -- It returns the context and the position after the header, or nil when the call
 -- already ran (a client re-sent it after losing the reply).
-function U.begin()
+function U.begin(KEYS, ARGV)
   local blob = ARGV[1]
   local mode, pos = U.str(blob, 1)
   local bit, ttl

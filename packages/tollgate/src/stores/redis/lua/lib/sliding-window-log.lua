@@ -23,13 +23,12 @@ local SWL_CHUNK = 16
 -- SWL_DEAD: dead bytes that may stay before the string is written anew (when the dead
 -- part is also larger than the live one).
 local SWL_DEAD = 1024
--- ZEROS fill the header's room for copies it does not use.
-local ZEROS = string.rep("\0", SWL_CACHE * 16)
+-- ZEROS fill the header's room for copies it does not use (made on first use: a
+-- function library may not call string functions while it loads).
+local ZEROS = nil
 -- HAT: where the copied entries start in what load reads (the newest entry, then the
 -- header's five numbers).
 local HAT = 16 + 40 + 1
-
-local spack, sunpack = struct.pack, struct.unpack
 
 -- A state is a table of numbered fields (a table's array part costs Redis far less to
 -- make than named fields), plus `dirty` and `usedAt`, which the operation scripts read.
@@ -52,7 +51,7 @@ function SWL.load(p, key, now)
   if #v ~= SWL_HEADER + 16 then
     error("tollgate: the sliding window log at " .. key .. " is not in this version's layout")
   end
-  local nt, nc, sum, head, tail, untilT, cacheN = sunpack("<ddddddd", v)
+  local nt, nc, sum, head, tail, untilT, cacheN = struct.unpack("<ddddddd", v)
   return {
     key,
     tail > head,
@@ -101,7 +100,7 @@ local function at(st, m)
   end
   local cacheN = st[CACHEN]
   if m <= cacheN then
-    return sunpack("<dd", st[HV], HAT + (m - 1) * 16)
+    return struct.unpack("<dd", st[HV], HAT + (m - 1) * 16)
   end
   local extra = st[EXTRA]
   if not extra then
@@ -114,7 +113,7 @@ local function at(st, m)
     local last = math.min(known + SWL_CHUNK, bodyN) - 1
     local r = redis.call("GETRANGE", st[KEY], head + known * 16, head + last * 16 + 15)
     for k = 0, last - known do
-      local t, c = sunpack("<dd", r, k * 16 + 1)
+      local t, c = struct.unpack("<dd", r, k * 16 + 1)
       extra[#extra + 1] = t
       extra[#extra + 1] = c
     end
@@ -318,7 +317,8 @@ end
 -- header: the header of a string written anew, whose entries are `whole`.
 local function header(sum, whole, untilT)
   local n = math.min(SWL_CACHE, #whole / 16)
-  return spack("<ddddd", sum, 0, #whole, untilT, n)
+  ZEROS = ZEROS or string.rep("\0", SWL_CACHE * 16)
+  return struct.pack("<ddddd", sum, 0, #whole, untilT, n)
     .. string.sub(whole, 1, n * 16)
     .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
 end
@@ -330,14 +330,14 @@ local function rewrite(p, key, st, ctx, head, needed)
   if drop < bodyN then
     local body = redis.call("GETRANGE", key, head, st[TAIL] - 1)
     if st[MERGED] then
-      body = string.sub(body, 1, -17) .. spack("<dd", st[NT], st[NC])
+      body = string.sub(body, 1, -17) .. struct.pack("<dd", st[NT], st[NC])
     end
     parts[1] = body
   end
   local add = st[ADD]
   if add then
     for a = 2 * math.max(drop - bodyN, 0) + 1, #add, 2 do
-      parts[#parts + 1] = spack("<dd", add[a], add[a + 1])
+      parts[#parts + 1] = struct.pack("<dd", add[a], add[a + 1])
     end
   end
   local whole = table.concat(parts)
@@ -377,7 +377,7 @@ function SWL.save(p, key, st, ctx)
   end
   while n < want and known(st, drop + n + 1) do
     local t, c = at(st, drop + n + 1)
-    copy = copy .. spack("<dd", t, c)
+    copy = copy .. struct.pack("<dd", t, c)
     n = n + 1
   end
   -- The TTL outlives the newest entry by a window more than it needs, so that the next
@@ -399,21 +399,22 @@ function SWL.save(p, key, st, ctx)
   end
   if add then
     if t ~= nil then
-      before = spack("<dd", t, c)
+      before = struct.pack("<dd", t, c)
     end
     local last = #add - 1
     for a = 1, last - 2, 2 do
-      before = before .. spack("<dd", add[a], add[a + 1])
+      before = before .. struct.pack("<dd", add[a], add[a + 1])
     end
     t, c = add[last], add[last + 1]
   end
   local write
   if t == nil then
-    write = spack("<ddddd", st[SUM], head, tail + na * 16, untilT, n)
+    write = struct.pack("<ddddd", st[SUM], head, tail + na * 16, untilT, n)
   else
-    write = spack("<ddddddd", t, c, st[SUM], head, tail + na * 16, untilT, n)
+    write = struct.pack("<ddddddd", t, c, st[SUM], head, tail + na * 16, untilT, n)
   end
   if n < SWL_CACHE then
+    ZEROS = ZEROS or string.rep("\0", SWL_CACHE * 16)
     write = before .. write .. copy .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
   else
     write = before .. write .. copy
