@@ -4,6 +4,7 @@
 // each call's bit for replayWindow with few writes; calls for many Cluster slots go out
 // together and each is decided on its own slot.
 
+import { Redis } from "ioredis"
 import { describe, expect, it } from "vitest"
 import {
   concurrency,
@@ -151,7 +152,9 @@ describe("calls of one tick", () => {
     for (const { functions, pipelined } of cases) {
       await fixture.client.script("FLUSH")
       await fixture.client.call("FUNCTION", "FLUSH")
-      const store = new RedisStore({ client: fixture.client, functions })
+      // A client of its own: stores on one client share what its servers were sent.
+      const client = new Redis({ host: fixture.server.host, port: fixture.server.port })
+      const store = new RedisStore({ client, functions })
       const policy = slidingWindowLog({ limit: 3, window: "1h" })
       const name = `order-${functions}-${pipelined}`
       const ns = store.namespace(name, policy)
@@ -166,6 +169,7 @@ describe("calls of one tick", () => {
       expect((await all).map((d) => d.allowed)).toEqual([true])
       expect((await one).allowed).toBe(false)
       await Promise.all(extra)
+      client.disconnect()
     }
   })
 })

@@ -83,6 +83,23 @@ describe("script registry", () => {
     expect(names.filter((n) => n.startsWith("tollgate_"))).toHaveLength(1)
   })
 
+  it("sends the library once per server for every store on one client", async () => {
+    const client = new Redis({ host: fixture.server.host, port: fixture.server.port })
+    try {
+      await fixture.client.config("RESETSTAT")
+      for (let i = 0; i < 3; i++) {
+        const store = new RedisStore({ client })
+        const limiter = createLimiter({ policy: ALL[i], store, prefix: `once-${i}` })
+        expect((await limiter.limit("k")).allowed).toBe(true)
+      }
+      const info = await fixture.client.info("commandstats")
+      expect(/cmdstat_function\|load:calls=(\d+)/.exec(info)?.[1]).toBe("1")
+      expect(/cmdstat_fcall:calls=(\d+)/.exec(info)?.[1]).toBe("3")
+    } finally {
+      client.disconnect()
+    }
+  })
+
   it("recovers from SCRIPT FLUSH and FUNCTION FLUSH, also in the middle of a burst", async () => {
     for (const [policy, functions] of ALL.flatMap((p) => [
       [p, true] as const,
@@ -154,6 +171,7 @@ describe("batching", () => {
       store,
       prefix: "batch",
     })
+    await limiter.limit("warm-up") // the library loaded (again, after the flushes above)
     await fixture.client.config("RESETSTAT")
     const decisions = await Promise.all(
       Array.from({ length: 1000 }, (_, i) => limiter.limit(`k${i % 2}`)),

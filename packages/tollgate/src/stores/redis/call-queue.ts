@@ -131,28 +131,19 @@ export class CallQueue {
   private scheduled = false
   private readonly guardBase: string
   private readonly timeArg: string
-  /**
-   * loaded: per server (on a Cluster: the nodes of a slot), the scripts sent to it. A
-   * script goes in full (EVAL, which also caches it there) the first time, by its SHA1
-   * after that. Loading first keeps calls in order: were the first call a NOSCRIPT
-   * EVALSHA sent again later, the calls behind it on the lane would run before it.
-   */
-  private readonly loaded = new Map<string, Set<Script>>()
-  /**
-   * functions: whether calls go as FCALL of the function library (Redis 7 and later),
-   * "try" until the first FUNCTION LOAD answers; "no" for older servers, or when the store
-   * was made with `functions: false`. A function library defines its kernels once per
-   * server, where a script defines them again on every call.
-   */
-  private functions: "try" | "yes" | "no"
-  /** libraryOn: the servers (as `loaded`) the library was sent to. */
-  private readonly libraryOn = new Set<string>()
+  /** servers: what this client's servers have been sent (shared by stores on one client). */
+  private readonly servers: Servers
 
   constructor(options: CallQueueOptions) {
     this.options = options
     this.guardBase = `${encodePart(options.guardPrefix)}:call:`
     this.timeArg = options.time === "server" ? "s" : "c"
-    this.functions = options.functions ? "try" : "no"
+    let servers = SERVERS.get(options.client)
+    if (servers === undefined) {
+      servers = { loaded: new Map(), libraryOn: new Set(), functions: "try" }
+      SERVERS.set(options.client, servers)
+    }
+    this.servers = servers
   }
 
   /** id: this store's random identity (lease ids and guard keys start with it). */
@@ -375,14 +366,19 @@ export class CallQueue {
    */
   private prepare(lane: Lane, script: Script, argv: Arg[]): "eval" | "evalsha" | "fcall" {
     const node = this.node(lane)
-    if (this.functions !== "no" && (this.libraryOn.has(node) || this.loadLibrary(node))) {
+    const servers = this.servers
+    if (
+      this.options.functions &&
+      servers.functions !== "no" &&
+      (servers.libraryOn.has(node) || this.loadLibrary(node))
+    ) {
       argv[0] = script.fn
       return "fcall"
     }
-    let scripts = this.loaded.get(node)
+    let scripts = servers.loaded.get(node)
     if (scripts === undefined) {
       scripts = new Set()
-      this.loaded.set(node, scripts)
+      servers.loaded.set(node, scripts)
     }
     if (scripts.has(script)) {
       argv[0] = script.sha
@@ -409,19 +405,20 @@ export class CallQueue {
       if (found === undefined) return false
       target = found
     }
-    this.libraryOn.add(node)
+    const servers = this.servers
+    servers.libraryOn.add(node)
     const { source } = library()
     target.callBuffer("function", ["LOAD", "REPLACE", source]).then(
       () => {
-        if (this.functions === "try") this.functions = "yes"
+        if (servers.functions === "try") servers.functions = "yes"
       },
       (error: unknown) => {
-        this.libraryOn.delete(node)
+        servers.libraryOn.delete(node)
         // A server without functions (before Redis 7), or a user not allowed to load
         // them: scripts from now on. The FCALL sent behind it fails without running
         // and is sent again as a script (recover).
-        if (this.functions === "try" && !/^ERR Function library/.test(String(error))) {
-          this.functions = "no"
+        if (servers.functions === "try" && !/^ERR Function library/.test(String(error))) {
+          servers.functions = "no"
         }
       },
     )
@@ -449,14 +446,15 @@ export class CallQueue {
   /** recover forgets what a reply says the server lacks: the script, the library, functions. */
   private recover(error: unknown, script: Script): void {
     const message = error instanceof Error ? error.message : ""
+    const servers = this.servers
     if (message.startsWith("NOSCRIPT")) {
-      for (const scripts of this.loaded.values()) scripts.delete(script)
+      for (const scripts of servers.loaded.values()) scripts.delete(script)
     } else if (message.startsWith("ERR Function not found")) {
-      this.libraryOn.clear()
+      servers.libraryOn.clear()
     } else if (/\bfcall\b/i.test(message)) {
       // Not known, or not allowed to this user: scripts from now on.
-      this.functions = "no"
-      this.libraryOn.clear()
+      servers.functions = "no"
+      servers.libraryOn.clear()
     }
   }
 
@@ -500,6 +498,31 @@ export class CallQueue {
     }
   }
 }
+
+/**
+ * Servers: what the servers behind one client have been sent, for every store on that
+ * client (a process that makes a store per limiter loads the library once per server).
+ */
+interface Servers {
+  /**
+   * loaded: per server (on a Cluster: the nodes of a slot), the scripts sent to it. A
+   * script goes in full (EVAL, which also caches it there) the first time, by its SHA1
+   * after that. Loading first keeps calls in order: were the first call a NOSCRIPT
+   * EVALSHA sent again later, the calls behind it on the lane would run before it.
+   */
+  readonly loaded: Map<string, Set<Script>>
+  /** libraryOn: the servers (as `loaded`) the function library was sent to. */
+  readonly libraryOn: Set<string>
+  /**
+   * functions: whether the servers run the function library (Redis 7 and later): "try"
+   * until the first FUNCTION LOAD answers, "no" for older servers (or a user not allowed
+   * to load or call functions). A function library defines its kernels once per server,
+   * where a script defines them again on every call.
+   */
+  functions: "try" | "yes" | "no"
+}
+
+const SERVERS = new WeakMap<object, Servers>()
 
 /** Ready: a call about to be sent, and its lane. */
 interface Ready {
