@@ -1,11 +1,14 @@
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 
-// The Lua scripts: one file per operation in lua/, run together with the shared files of
-// lua/lib/. Defining functions costs Redis time on every call (a script's chunk runs
-// whole each time), so an operation on one policy kind is joined with that kind's kernel
-// only: "limit.tb" is common + token-bucket + kernels + limit. The operations that mix
-// kinds in one call (limit-all, refund) get every kernel.
+// The Lua code: one file per operation in lua/, run with the shared files of lua/lib/, in
+// two forms. On Redis 7 and later, one function library holds every kernel and a
+// function per operation (see library): it is loaded once per server. As scripts (older
+// servers), a script's chunk runs whole on every call, defining its functions again, so
+// an operation on one policy kind is joined with that kind's kernel only: "limit.tb" is
+// common + token-bucket + kernels + limit; the operations that mix kinds in one call
+// (limit-all, refund) get every kernel. A kernel file runs nothing at load but
+// definitions (a library may not call string or struct functions while it loads).
 
 /** TAG_FILES: the kernel file of each policy tag. */
 const TAG_FILES = {
@@ -54,25 +57,29 @@ export interface Library {
 let registry: ReadonlyMap<string, Script> | undefined
 let lib: Library | undefined
 
+/** files: the Lua files read so far, by path. */
+const files = new Map<string, string>()
+
 function read(path: string): string {
-  return readFileSync(new URL(`./lua/${path}.lua`, import.meta.url), "utf8")
+  let text = files.get(path)
+  if (text === undefined) {
+    text = readFileSync(new URL(`./lua/${path}.lua`, import.meta.url), "utf8")
+    files.set(path, text)
+  }
+  return text
+}
+
+/** functionName: the library function of an operation ("limit-all": `<library>_limit_all`). */
+function functionName(library: string, op: string): string {
+  return `${library}_${op.replace("-", "_")}`
 }
 
 function build(): ReadonlyMap<string, Script> {
-  const files = new Map<string, string>()
-  const file = (path: string) => {
-    let text = files.get(path)
-    if (text === undefined) {
-      text = read(path)
-      files.set(path, text)
-    }
-    return text
-  }
   const libName = library().name
   const script = (name: string, parts: string[]): [string, Script] => {
-    const source = parts.map(file).join("\n")
+    const source = parts.map(read).join("\n")
     const sha = createHash("sha1").update(source).digest("hex")
-    const fn = `${libName}_${name.split(".")[0].replace("-", "_")}`
+    const fn = functionName(libName, name.split(".")[0])
     return [name, Object.freeze({ name, source, sha, fn })]
   }
   const all = Object.values(TAG_FILES).map((f) => `lib/${f}`)
@@ -115,7 +122,7 @@ export function library(): Library {
   const name = `tollgate_${hash.digest("hex").slice(0, 16)}`
   const functions = ops.map(
     ([op, text]) =>
-      `redis.register_function("${name}_${op.replace("-", "_")}", function(KEYS, ARGV)\n${text}\nend)`,
+      `redis.register_function("${functionName(name, op)}", function(KEYS, ARGV)\n${text}\nend)`,
   )
   lib = Object.freeze({ name, source: [`#!lua name=${name}`, body, ...functions].join("\n") })
   return lib

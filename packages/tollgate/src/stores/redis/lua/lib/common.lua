@@ -1,7 +1,7 @@
 -- common.lua: what every tollgate script shares. A script is this file, the kernel files
--- it needs (lua/lib/), kernels.lua and one operation file joined into one Lua chunk (see
--- scripts.ts), so the `local` tables below are visible to all of them. Only the kernels
--- an operation can use are joined in: defining functions costs time on every call.
+-- it needs (lua/lib/), kernels.lua and one operation file joined into one Lua chunk; the
+-- function library is this file, every kernel file, kernels.lua and one function per
+-- operation (see scripts.ts). Either way the `local` tables below are visible to all.
 --
 -- Numbers travel as little-endian doubles both ways (struct.pack/unpack), and the state
 -- kept in Redis is packed alike, so every value survives bit for bit. The arithmetic repeats the TypeScript core
