@@ -100,6 +100,46 @@ describe("script registry", () => {
     }
   })
 
+  it("falls back to scripts where functions are refused, losing no call", async () => {
+    // A user that may not load or call functions (as on a server before Redis 7, whose
+    // answer is "unknown command" instead): the FUNCTION LOAD and the FCALLs sent behind
+    // it are refused without running, and every call is decided by a script instead.
+    await fixture.client.call(
+      "ACL",
+      "SETUSER",
+      "nofunctions",
+      "on",
+      ">secret",
+      "~*",
+      "+@all",
+      "-function",
+      "-fcall",
+      "-fcall_ro",
+    )
+    const client = new Redis({
+      host: fixture.server.host,
+      port: fixture.server.port,
+      username: "nofunctions",
+      password: "secret",
+    })
+    try {
+      await fixture.client.config("RESETSTAT")
+      const store = new RedisStore({ client })
+      const limiter = createLimiter({ policy: ALL[0], store, prefix: "nofn" })
+      const decisions = await Promise.all(Array.from({ length: 15 }, () => limiter.limit("k")))
+      expect(decisions.filter((d) => d.allowed)).toHaveLength(10)
+      expect((await limiter.limit("k")).allowed).toBe(false)
+      const info = await fixture.client.info("commandstats")
+      const calls = (c: string) =>
+        Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+      expect(calls("evalsha") + calls("eval")).toBeGreaterThan(0)
+      expect(calls("fcall")).toBe(0)
+    } finally {
+      client.disconnect()
+      await fixture.client.call("ACL", "DELUSER", "nofunctions")
+    }
+  })
+
   it("recovers from SCRIPT FLUSH and FUNCTION FLUSH, also in the middle of a burst", async () => {
     for (const [policy, functions] of ALL.flatMap((p) => [
       [p, true] as const,
