@@ -256,12 +256,16 @@ describe("replay guard", () => {
         })
         await limiter.limit("warm-up") // scripts loaded, connection ready
         proxy.cutNextReply()
-        const lost = limiter.limit("k", { cost: 3 })
-        await expect(lost, policy.kind).rejects.toThrow(StoreError)
-        await expect(lost).rejects.toThrow(/ran once/)
+        const lost = await limiter.limit("k", { cost: 3 }).then(
+          (d) => d,
+          (error: unknown) => error,
+        )
+        const seen = `${policy.kind}; replies cut: ${proxy.dropped.join(" | ")}`
+        expect(lost, seen).toBeInstanceOf(StoreError)
+        expect((lost as Error).message, seen).toMatch(/ran once/)
         // The call ran exactly once: 3 of 10 consumed, not 6.
         const after = await limiter.peek("k")
-        expect(after.remaining, policy.kind).toBe(7)
+        expect(after.remaining, seen).toBe(7)
       }
       expect(proxy.cuts).toBe(ALL.length)
     } finally {

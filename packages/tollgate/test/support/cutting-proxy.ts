@@ -12,12 +12,15 @@ export interface CuttingProxy {
   cutNextReply(): void
   /** cuts: replies dropped so far. */
   readonly cuts: number
+  /** dropped: the start of each reply dropped (for a failing test to show what it cut). */
+  readonly dropped: readonly string[]
   close(): Promise<void>
 }
 
 export function startCuttingProxy(target: { host: string; port: number }): Promise<CuttingProxy> {
   let armed = false
   let cuts = 0
+  const dropped: string[] = []
   const sockets = new Set<Socket>()
   const server = createServer((downstream) => {
     const upstream = connect(target.port, target.host)
@@ -34,6 +37,7 @@ export function startCuttingProxy(target: { host: string; port: number }): Promi
       if (armed) {
         armed = false
         cuts++
+        dropped.push(JSON.stringify(chunk.subarray(0, 60).toString("latin1")))
         close()
         return
       }
@@ -57,6 +61,7 @@ export function startCuttingProxy(target: { host: string; port: number }): Promi
         get cuts() {
           return cuts
         },
+        dropped,
         close: () =>
           new Promise<void>((done) => {
             for (const s of sockets) s.destroy()
