@@ -412,14 +412,13 @@ export class CallQueue {
       () => {
         if (servers.functions === "try") servers.functions = "yes"
       },
-      (error: unknown) => {
+      () => {
         servers.libraryOn.delete(node)
-        // A server without functions (before Redis 7), or a user not allowed to load
-        // them: scripts from now on. The FCALL sent behind it fails without running
-        // and is sent again as a script (recover).
-        if (servers.functions === "try" && !/^ERR Function library/.test(String(error))) {
-          servers.functions = "no"
-        }
+        // A server without functions (before Redis 7), a user not allowed to load them,
+        // or a library the server refuses: scripts from now on, unless functions already
+        // worked here (then the next call loads it again). The FCALL sent behind it
+        // fails without running and is sent again (recover).
+        if (servers.functions === "try") servers.functions = "no"
       },
     )
     return true
