@@ -279,11 +279,18 @@ describe("state in Redis", () => {
   it("gives each key a TTL equal to how long its state matters", async () => {
     const store = new RedisStore({ client: fixture.client })
     const ttl = async (key: string) => fixture.client.pttl(key)
-    // Token bucket: 5 of 10 tokens at 100 ms each -> full again in 500 ms.
+    // Token bucket: 2 of 10 tokens at 100 ms each -> full again in 200 ms. The TTL is
+    // set to twice that, so that the next writes fit in it and keep it.
     const tb = createLimiter({ policy: tokenBucket({ rate: 10, burst: 10 }), store, prefix: "ttl" })
-    await tb.limit("k", { cost: 5 })
-    expect(await ttl("ttl:tb:{k}")).toBeGreaterThan(400)
-    expect(await ttl("ttl:tb:{k}")).toBeLessThanOrEqual(500)
+    await tb.limit("k", { cost: 2 })
+    const tbTtl = await ttl("ttl:tb:{k}")
+    expect(tbTtl).toBeGreaterThan(300)
+    expect(tbTtl).toBeLessThanOrEqual(400)
+    await tb.limit("k", { cost: 1 }) // full again in 300 ms: within the TTL, which stays
+    expect(await ttl("ttl:tb:{k}")).toBeLessThanOrEqual(tbTtl)
+    await tb.limit("k", { cost: 2 }) // full in 500 ms: past the TTL, now twice that
+    expect(await ttl("ttl:tb:{k}")).toBeGreaterThan(900)
+    expect(await ttl("ttl:tb:{k}")).toBeLessThanOrEqual(1000)
     // Sliding log: a window longer than its newest entry stays in it, so that the writes
     // of the next window need not extend it.
     const log = createLimiter({
@@ -301,8 +308,11 @@ describe("state in Redis", () => {
       prefix: "ttl",
     })
     const reset = (await counter.limit("k")).resetAfterMs
-    expect(Math.abs((await ttl("ttl:swc:{k}")) - reset)).toBeLessThan(100)
-    expect(await ttl("ttl:swc:{k}")).toBeLessThanOrEqual(60_000)
+    const swcTtl = await ttl("ttl:swc:{k}")
+    expect(Math.abs(swcTtl - reset)).toBeLessThan(100)
+    expect(swcTtl).toBeLessThanOrEqual(60_000)
+    await counter.limit("k") // the same window: the TTL is kept as it is
+    expect(await ttl("ttl:swc:{k}")).toBeLessThanOrEqual(swcTtl)
     // Fixed window: until the window ends.
     const fixed = createLimiter({
       policy: fixedWindow({ limit: 5, window: "30s" }),

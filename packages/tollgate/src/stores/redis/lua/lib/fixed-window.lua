@@ -2,7 +2,8 @@
 -- Policy p: limit, window (ms), and for calendar windows `bounds`, ascending window
 -- boundaries around the caller's time (the TypeScript side computes them in the time
 -- zone; Lua has none). Stored value: two doubles, start and count: the count of the
--- window that starts at start.
+-- window that starts at start. A write in the window the key was last written in keeps
+-- its TTL (SET KEEPTTL); `loaded` is the start as read.
 
 local FW = {}
 
@@ -28,10 +29,10 @@ end
 -- decode: the state in a stored value (false or nil: none), as load reads it.
 function FW.decode(p, v, now)
   if not v then
-    return { start = 0, count = 0, exists = false }
+    return { start = 0, count = 0, exists = false, loaded = 0, dirty = false, usedAt = 0 }
   end
   local start, count = struct.unpack("<dd", v)
-  return { start = start, count = count, exists = true }
+  return { start = start, count = count, exists = true, loaded = start, dirty = false, usedAt = 0 }
 end
 
 -- save keeps the count until its window ends; an empty or past window needs no state.
@@ -46,7 +47,12 @@ function FW.save(p, key, st, ctx)
   if st.start ~= start then
     finish = st.start + p.window
   end
-  redis.call("SET", key, struct.pack("<dd", st.start, st.count), "PX", U.ttl(ctx, finish - ctx.now))
+  local v = struct.pack("<dd", st.start, st.count)
+  if st.exists and st.start == st.loaded then
+    redis.call("SET", key, v, "KEEPTTL")
+  else
+    redis.call("SET", key, v, "PX", U.ttl(ctx, finish - ctx.now))
+  end
 end
 
 function FW.limit(p, st, now, cost)

@@ -1,6 +1,8 @@
 -- sliding-window-counter.lua: the twin of src/core/sliding-window-counter.ts.
 -- Policy p: limit, window (ms). Stored value: three doubles, start, current, previous:
 -- the start of the current fixed window, its count, and the count of the one before.
+-- The key lives until start + 2 windows: a write in the window it was last written in
+-- keeps its TTL (SET KEEPTTL); `loaded` is the start as read.
 
 local SWC = {}
 
@@ -11,10 +13,18 @@ end
 -- decode: the state in a stored value (false or nil: none), as load reads it.
 function SWC.decode(p, v, now)
   if not v then
-    return { start = 0, current = 0, previous = 0, exists = false }
+    return { start = 0, current = 0, previous = 0, exists = false, loaded = 0, dirty = false, usedAt = 0 }
   end
   local start, current, previous = struct.unpack("<ddd", v)
-  return { start = start, current = current, previous = previous, exists = true }
+  return {
+    start = start,
+    current = current,
+    previous = previous,
+    exists = true,
+    loaded = start,
+    dirty = false,
+    usedAt = 0,
+  }
 end
 
 -- save keeps the counts until both windows have slid out (start + 2 windows).
@@ -27,7 +37,11 @@ function SWC.save(p, key, st, ctx)
     return
   end
   local v = struct.pack("<ddd", st.start, st.current, st.previous)
-  redis.call("SET", key, v, "PX", U.ttl(ctx, finish - ctx.now))
+  if st.exists and st.start == st.loaded then
+    redis.call("SET", key, v, "KEEPTTL")
+  else
+    redis.call("SET", key, v, "PX", U.ttl(ctx, finish - ctx.now))
+  end
 end
 
 function SWC.limit(p, st, now, cost)

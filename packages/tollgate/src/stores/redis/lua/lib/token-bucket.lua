@@ -1,9 +1,13 @@
 -- token-bucket.lua: GCRA, the twin of src/core/token-bucket.ts.
 -- Policy p: burst, interval (ms per token), window (= burst * interval), and hist, the
 -- namespace's policy history {windowMs, changedAt, generation} oldest first; the last is
--- current. Stored value: four doubles, tat (when the bucket is full again, epoch ms) and
+-- current. Stored value: five doubles, tat (when the bucket is full again, epoch ms) and
 -- the windowMs, changedAt and generation of the policy it was written under, so that a
--- policy change converts it lazily, when it is next read.
+-- policy change converts it lazily, when it is next read; then ttlEnd, the time (decision
+-- clock) until which the key's TTL holds. A write that the TTL still covers keeps it
+-- (SET KEEPTTL); one that needs more sets it to twice the time until full, so a busy
+-- key's TTL moves about once per its debt, and an idle key lives at most twice as long as
+-- its state matters.
 
 local TB = {}
 
@@ -72,18 +76,33 @@ end
 -- decode: the state in a stored value (false or nil: none), as load reads it.
 function TB.decode(p, v, now)
   if not v then
-    return { tat = 0, exists = false }
+    return { tat = 0, exists = false, ttlEnd = 0, dirty = false, usedAt = 0 }
   end
   local tat, w, since, gen = struct.unpack("<dddd", v)
-  return { tat = TB.convert(p, tat, w, since, gen, now), exists = true }
+  local ttlEnd = 0
+  if #v >= 40 then
+    ttlEnd = struct.unpack("<d", v, 33)
+  end
+  return {
+    tat = TB.convert(p, tat, w, since, gen, now),
+    exists = true,
+    ttlEnd = ttlEnd,
+    dirty = false,
+    usedAt = 0,
+  }
 end
 
 -- save keeps the state until the bucket is full again; a full bucket needs no state.
 function TB.save(p, key, st, ctx)
   if st.tat > ctx.now then
     local cur = p.hist[#p.hist]
-    local v = struct.pack("<dddd", st.tat, cur[1], cur[2], cur[3])
-    redis.call("SET", key, v, "PX", U.ttl(ctx, st.tat - ctx.now))
+    if st.exists and st.tat <= st.ttlEnd then
+      redis.call("SET", key, struct.pack("<ddddd", st.tat, cur[1], cur[2], cur[3], st.ttlEnd), "KEEPTTL")
+      return
+    end
+    local ttlEnd = st.tat + (st.tat - ctx.now)
+    local v = struct.pack("<ddddd", st.tat, cur[1], cur[2], cur[3], ttlEnd)
+    redis.call("SET", key, v, "PX", U.ttl(ctx, ttlEnd - ctx.now))
   elseif st.exists then
     redis.call("DEL", key)
   end
