@@ -158,6 +158,82 @@ describe("sliding window log layouts in Redis", () => {
     )
   }, 60_000)
 
+  it("decides a lone limit on the short path as on the general one, leaving the same string", async () => {
+    // limit() takes the short path where it can; with a request id it always takes the
+    // general one (load, limit, save). Both must agree on every decision and byte.
+    const single = fc.oneof(
+      fc
+        .constantFrom(0, 0.001, 1, 7, 50, 120, 250, 333, 999, 1000)
+        .map((ms) => ({ t: "advance", ms }) as Op),
+      fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+      fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+      fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+      fc.record({ key, cost }).map((o) => ({ t: "limit", ...o }) as Op),
+      fc
+        .record({ key, delta: fc.constantFrom(-30, -1, -0.5, 0.5, 2, 25) })
+        .map((o) => ({ t: "adjust", ...o }) as Op),
+    )
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(POLICIES.length - 1),
+        fc.integer({ min: 0, max: 86_400_000 }).map((ms) => 1_780_000_000_000 + ms + 0.25),
+        fc.array(single, { minLength: 30, maxLength: 120 }),
+        async (which, start, ops) => {
+          const policy = POLICIES[which]
+          const id = run++
+          const short = store.namespace(`short${id}`, policy)
+          const general = store.namespace(`general${id}`, policy)
+          let now = start
+          for (const [i, o] of ops.entries()) {
+            const step = `step ${i} at ${now}: ${JSON.stringify(o)}`
+            if (o.t === "advance") {
+              now += o.ms
+              continue
+            }
+            if (o.t === "limit") {
+              const c = Math.min(o.cost, policy.limit)
+              const a = await short.limit(o.key, c, now)
+              const b = await general.limit(o.key, c, now, `r${i}`)
+              expect(plain(a), step).toEqual(plain(b))
+            } else if (o.t === "adjust") {
+              const a = await short.adjust(o.key, o.delta, now)
+              const b = await general.adjust(o.key, o.delta, now)
+              expect(plain(a), step).toEqual(plain(b))
+            }
+            const k = (o as { key: string }).key
+            const [x, y] = await Promise.all([
+              fixture.client.getBuffer(`short${id}:swl:{${k}}`),
+              fixture.client.getBuffer(`general${id}:swl:{${k}}`),
+            ])
+            expect(x?.toString("hex"), step).toEqual(y?.toString("hex"))
+          }
+        },
+      ),
+      {
+        numRuns: RUNS,
+        // A log of three entries whose oldest leave the window: a cost-0 limit and a
+        // denial that only move the start (the short path's write of the header alone).
+        examples: [
+          [
+            0,
+            1_780_000_000_000.25,
+            [
+              { t: "limit", key: "a", cost: 1 },
+              { t: "advance", ms: 120 },
+              { t: "limit", key: "a", cost: 1 },
+              { t: "advance", ms: 120 },
+              { t: "limit", key: "a", cost: 1 },
+              { t: "advance", ms: 999 },
+              { t: "limit", key: "a", cost: 0 },
+              { t: "advance", ms: 120 },
+              { t: "limit", key: "a", cost: 17 },
+            ],
+          ],
+        ],
+      },
+    )
+  }, 60_000)
+
   it("reads the end of the string and writes it back with one command; denials read only", async () => {
     const now = 1_780_000_000_000
     const log = store.namespace("lay-cmds", slidingWindowLog({ limit: 100, window: 60_000 }))

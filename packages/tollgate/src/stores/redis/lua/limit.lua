@@ -17,7 +17,7 @@ end
 local p
 p, pos = readPolicy(ctx.blob, pos)
 local K = p.kernel
-local load, decode, again, decide, save = K.load, K.decode, K.again, K.limit, K.save
+local load, decode, again, decide, save, fast = K.load, K.decode, K.again, K.limit, K.save, K.fast
 local pack, read, sub = struct.pack, struct.unpack, string.sub
 local blob = ctx.blob
 local size = #blob
@@ -70,8 +70,17 @@ while pos <= size do
     k = k + 1
     reply = recall(rkey, ctx)
   end
+  local st = states[key]
+  local framed = false
+  if reply == nil and fast ~= nil and st == nil and rkey == nil and idLength == 0 then
+    -- A key not yet held in this call: decided and written at once where the kernel can.
+    local allowed, limit, remaining, retry, reset = fast(p, key, now, cost, ctx)
+    if allowed ~= nil then
+      reply = pack("<HBdddd", 33, allowed and 1 or 0, limit, remaining, retry, reset)
+      framed = true
+    end
+  end
   if reply == nil then
-    local st = states[key]
     if st == nil then
       if values ~= nil then
         st = decode(p, values[at], now, key)
@@ -93,7 +102,7 @@ while pos <= size do
       reply = U.encode(d) .. leaseBytes(ctx, lease)
       reply = pack("<H", #reply) .. reply
     end
-  else
+  elseif not framed then
     reply = pack("<H", #reply) .. reply
   end
   n = n + 1

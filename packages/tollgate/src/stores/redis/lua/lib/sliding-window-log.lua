@@ -425,4 +425,156 @@ function SWL.save(p, key, st, ctx)
   end
 end
 
+-- ZPAD[k]: k entries' worth of zero bytes, for the unused room of the header's copies
+-- (made on first use, as ZEROS).
+local ZPAD = nil
+
+-- fast decides one limit of `cost` at `now` and writes its result at once, for the usual
+-- case: the key exists, and what the decision needs of its entries is in what load reads
+-- (the copies in the header and the newest entry). It returns the decision's five values,
+-- or nil, having changed nothing, when the case is not the usual one (then the general
+-- load, limit and save decide). It gives the same decisions and leaves the same string
+-- as they do, with no state table and fewer strings made.
+function SWL.fast(p, key, now, cost, ctx)
+  local v = redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
+  if #v ~= SWL_HEADER + 16 then
+    return nil
+  end
+  local unpack = struct.unpack
+  local nt, nc, sum, head, tail, untilT, cacheN = unpack("<ddddddd", v)
+  local bodyN = (tail - head) / 16
+  if bodyN < 1 then
+    return nil
+  end
+  local window, limit = p.window, p.limit
+  -- Trim, from the copies and the newest entry only.
+  local horizon = now - window + EPSILON_MS
+  local m = 1
+  local t, c
+  if m == bodyN then
+    t, c = nt, nc
+  elseif m <= cacheN then
+    t, c = unpack("<dd", v, HAT)
+  else
+    return nil
+  end
+  while t <= horizon do
+    sum = sum - c
+    m = m + 1
+    if m == bodyN then
+      t, c = nt, nc
+    elseif m < bodyN and m <= cacheN then
+      t, c = unpack("<dd", v, HAT + (m - 1) * 16)
+    else
+      -- Every entry left, or the next one is not at hand.
+      return nil
+    end
+  end
+  local drop = m - 1
+  local allowed = sum + cost <= limit + COST_EPSILON
+  local na, merged = 0, false
+  local retry = 0
+  if allowed then
+    if cost > 0 then
+      if nt >= now then
+        nc = nc + cost
+        merged = true
+      else
+        na = 1
+      end
+      sum = sum + cost
+    end
+  else
+    -- Denied: the request fits once enough of the oldest entries have left the window.
+    local excess = sum + cost - limit - COST_EPSILON
+    local freed = 0
+    retry = window
+    while true do
+      freed = freed + c
+      if freed >= excess then
+        retry = t + window - now
+        break
+      end
+      m = m + 1
+      if m == bodyN then
+        t, c = nt, nc
+      elseif m < bodyN and m <= cacheN then
+        t, c = unpack("<dd", v, HAT + (m - 1) * 16)
+      elseif m > bodyN then
+        break
+      else
+        return nil
+      end
+    end
+  end
+  local newest = nt
+  if na == 1 then
+    newest = now
+  end
+  local reset = newest + window - now
+  if reset < 0 then
+    reset = 0
+  end
+  if drop == 0 and na == 0 and not merged then
+    return allowed, limit, U.whole(limit - sum), retry, reset
+  end
+  -- Write, as save does; a string due to be written anew goes the general way.
+  local head2 = head + drop * 16
+  if head2 >= SWL_DEAD and head2 >= tail - head2 then
+    return nil
+  end
+  local want = math.min(SWL_CACHE, bodyN + na - drop)
+  local stop = cacheN
+  if merged and stop >= bodyN then
+    stop = bodyN - 1
+  end
+  if stop > drop + want then
+    stop = drop + want
+  end
+  local copy = ""
+  local n = 0
+  if stop > drop then
+    copy = string.sub(v, HAT + drop * 16, HAT + stop * 16 - 1)
+    n = stop - drop
+  end
+  while n < want do
+    local e = drop + n + 1
+    if e == bodyN then
+      copy = copy .. struct.pack("<dd", nt, nc)
+    elseif e == bodyN + 1 then
+      copy = copy .. struct.pack("<dd", now, cost)
+    else
+      break
+    end
+    n = n + 1
+  end
+  local needed = newest + window
+  local extend = needed > untilT
+  if extend then
+    untilT = needed + window
+  end
+  local write, from
+  if merged then
+    from = tail - 16
+    write = struct.pack("<ddddddd", nt, nc, sum, head2, tail, untilT, n)
+  elseif na == 1 then
+    from = tail
+    write = struct.pack("<ddddddd", now, cost, sum, head2, tail + 16, untilT, n)
+  else
+    from = tail
+    write = struct.pack("<ddddd", sum, head2, tail, untilT, n)
+  end
+  if ZPAD == nil then
+    ZPAD = { [0] = "" }
+    for k = 1, SWL_CACHE do
+      ZPAD[k] = string.rep("\0", k * 16)
+    end
+  end
+  redis.call("SETRANGE", key, from, write .. copy .. ZPAD[SWL_CACHE - n])
+  if extend then
+    redis.call("PEXPIRE", key, U.ttl(ctx, untilT - ctx.now))
+  end
+  return allowed, limit, U.whole(limit - sum), retry, reset
+end
+
 KERNELS.swl = SWL

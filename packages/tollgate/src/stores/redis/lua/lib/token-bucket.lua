@@ -9,7 +9,7 @@
 -- key's TTL moves about once per its debt, and an idle key lives at most twice as long as
 -- its state matters.
 
-local TB = {}
+local TB = { D = { false, 0, 0, 0, 0 } }
 
 -- convert keeps a bucket's fill fraction across the policy changes made since it was
 -- written, each as of the time of that change (what setPolicy does in memory).
@@ -118,9 +118,13 @@ function TB.limit(p, st, now, cost)
       st.tat = nxt
       st.dirty = true
     end
-    return { true, p.burst, TB.tokens(p, nxt - now, slack), 0, nxt - now }
+    local d = TB.D
+    d[1], d[2], d[3], d[4], d[5] = true, p.burst, TB.tokens(p, nxt - now, slack), 0, nxt - now
+    return d
   end
-  return { false, p.burst, TB.tokens(p, tat - now, slack), nxt - p.window - now, tat - now }
+  local d = TB.D
+  d[1], d[2], d[3], d[4], d[5] = false, p.burst, TB.tokens(p, tat - now, slack), nxt - p.window - now, tat - now
+  return d
 end
 
 function TB.peek(p, st, now)
