@@ -229,6 +229,28 @@ describe("sliding window log layouts in Redis", () => {
               { t: "limit", key: "a", cost: 17 },
             ],
           ],
+          // Twenty entries a millisecond apart, eleven of which leave at once: more than
+          // the header copies, so the short path reads the entries after them (as the
+          // general one does), trims, copies them into the header, and walks them for a
+          // denial's wait.
+          [
+            2,
+            1_780_000_000_000.25,
+            [
+              ...Array.from({ length: 20 }, (): Op[] => [
+                { t: "limit", key: "a", cost: 1 },
+                { t: "advance", ms: 1 },
+              ]).flat(),
+              { t: "advance", ms: 990.5 },
+              { t: "limit", key: "a", cost: 1 },
+              { t: "limit", key: "a", cost: 40.5 },
+              { t: "limit", key: "a", cost: 8 },
+              { t: "limit", key: "a", cost: 9 },
+              { t: "limit", key: "a", cost: 17 },
+              { t: "advance", ms: 7 },
+              { t: "limit", key: "a", cost: 0 },
+            ],
+          ],
         ],
       },
     )

@@ -429,9 +429,37 @@ end
 -- (made on first use, as ZEROS).
 local ZPAD = nil
 
+-- fastEntry: entry m for the short path (1 = the oldest live one at load): the newest, a
+-- copy in the header read (v), or one of the entries past the copies, read SWL_CHUNK at
+-- once (chunk) as at() reads them. It returns t, c and the chunk: t is nil past the
+-- newest, false when the entry is not at hand (past the one chunk the short path reads).
+local function fastEntry(key, v, head, bodyN, cacheN, nt, nc, chunk, m)
+  if m == bodyN then
+    return nt, nc, chunk
+  end
+  if m > bodyN then
+    return nil, nil, chunk
+  end
+  if m <= cacheN then
+    local t, c = struct.unpack("<dd", v, HAT + (m - 1) * 16)
+    return t, c, chunk
+  end
+  if chunk == nil then
+    local last = math.min(cacheN + SWL_CHUNK, bodyN) - 1
+    chunk = redis.call("GETRANGE", key, head + cacheN * 16, head + last * 16 + 15)
+  end
+  local at = (m - cacheN - 1) * 16
+  if at + 16 > #chunk then
+    return false, nil, chunk
+  end
+  local t, c = struct.unpack("<dd", chunk, at + 1)
+  return t, c, chunk
+end
+
 -- fast decides one limit of `cost` at `now` and writes its result at once, for the usual
 -- case: the key exists, and what the decision needs of its entries is in what load reads
--- (the copies in the header and the newest entry). It returns the decision's five values,
+-- (the copies in the header and the newest entry) or in one more read of the entries
+-- after the copies. It returns the decision's five values,
 -- or nil, having changed nothing, when the case is not the usual one (then the general
 -- load, limit and save decide). It gives the same decisions and leaves the same string
 -- as they do, with no state table and fewer strings made.
@@ -447,25 +475,20 @@ function SWL.fast(p, key, now, cost, ctx)
     return nil
   end
   local window, limit = p.window, p.limit
-  -- Trim, from the copies and the newest entry only.
+  -- Trim what left the window.
   local horizon = now - window + EPSILON_MS
   local m = 1
+  local chunk = nil
   local t, c
-  if m == bodyN then
-    t, c = nt, nc
-  elseif m <= cacheN then
-    t, c = unpack("<dd", v, HAT)
-  else
+  t, c, chunk = fastEntry(key, v, head, bodyN, cacheN, nt, nc, chunk, m)
+  if not t then
     return nil
   end
   while t <= horizon do
     sum = sum - c
     m = m + 1
-    if m == bodyN then
-      t, c = nt, nc
-    elseif m < bodyN and m <= cacheN then
-      t, c = unpack("<dd", v, HAT + (m - 1) * 16)
-    else
+    t, c, chunk = fastEntry(key, v, head, bodyN, cacheN, nt, nc, chunk, m)
+    if not t then
       -- Every entry left, or the next one is not at hand.
       return nil
     end
@@ -496,13 +519,10 @@ function SWL.fast(p, key, now, cost, ctx)
         break
       end
       m = m + 1
-      if m == bodyN then
-        t, c = nt, nc
-      elseif m < bodyN and m <= cacheN then
-        t, c = unpack("<dd", v, HAT + (m - 1) * 16)
-      elseif m > bodyN then
+      t, c, chunk = fastEntry(key, v, head, bodyN, cacheN, nt, nc, chunk, m)
+      if t == nil then
         break
-      else
+      elseif t == false then
         return nil
       end
     end
@@ -537,16 +557,26 @@ function SWL.fast(p, key, now, cost, ctx)
     copy = string.sub(v, HAT + drop * 16, HAT + stop * 16 - 1)
     n = stop - drop
   end
+  -- Then what else is at hand: the entries read past the copies, the newest, the added.
+  local known = cacheN
+  if chunk ~= nil then
+    known = cacheN + #chunk / 16
+  end
   while n < want do
     local e = drop + n + 1
+    local k = 1
     if e == bodyN then
       copy = copy .. struct.pack("<dd", nt, nc)
     elseif e == bodyN + 1 then
       copy = copy .. struct.pack("<dd", now, cost)
+    elseif e > cacheN and e <= known then
+      local upto = math.min(drop + want, known, bodyN - 1)
+      copy = copy .. string.sub(chunk, (e - cacheN - 1) * 16 + 1, (upto - cacheN) * 16)
+      k = upto - e + 1
     else
       break
     end
-    n = n + 1
+    n = n + k
   end
   local needed = newest + window
   local extend = needed > untilT
