@@ -9,6 +9,9 @@
 -- key's TTL moves about once per its debt, and an idle key lives at most twice as long as
 -- its state matters.
 
+-- D: the one table TB.limit answers in, refilled call after call (making a table per
+-- decision costs Redis about a twentieth of the decision): limit's callers (the limit
+-- and limit-all operations) read it at once, before they decide anything else.
 local TB = { D = { false, 0, 0, 0, 0 } }
 
 -- convert keeps a bucket's fill fraction across the policy changes made since it was
@@ -123,7 +126,8 @@ function TB.limit(p, st, now, cost)
     return d
   end
   local d = TB.D
-  d[1], d[2], d[3], d[4], d[5] = false, p.burst, TB.tokens(p, tat - now, slack), nxt - p.window - now, tat - now
+  d[1], d[2], d[3] = false, p.burst, TB.tokens(p, tat - now, slack)
+  d[4], d[5] = nxt - p.window - now, tat - now
   return d
 end
 
