@@ -95,8 +95,9 @@ interface Part {
  *   escaped so that ":", "{", "}" in them are harmless: the Cluster slot depends on the
  *   user key alone and no two (prefix, algorithm, key) triples share a Redis key. Request
  *   ids live at `<state key>:r:<id>`, the replay guard at `<guardPrefix>:call:{...}:...`.
- * - TTLs: every key expires when its state stops mattering (a bucket when full again, a
- *   window when it ends, a lease when it expires); a denied request writes nothing.
+ * - TTLs: every key expires once its state stops mattering (a window when it ends, a lease
+ *   when it expires, a bucket at most twice as long after its last write as it takes to
+ *   be full again, so that later writes keep the TTL); a denied request writes nothing.
  * - Never twice: ioredis re-sends commands whose reply was lost with a connection (after a
  *   reconnect by default, and a Cluster client after a failover). Instead of asking you to
  *   turn that off, every writing call carries a replay guard: a bit in a bitmap that Redis
