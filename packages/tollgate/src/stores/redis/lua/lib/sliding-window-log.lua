@@ -23,12 +23,37 @@ local SWL_CHUNK = 16
 -- SWL_DEAD: dead bytes that may stay before the string is written anew (when the dead
 -- part is also larger than the live one).
 local SWL_DEAD = 1024
--- ZEROS fill the header's room for copies it does not use (made on first use: a
--- function library may not call string functions while it loads).
-local ZEROS = nil
 -- HAT: where the copied entries start in what load reads (the newest entry, then the
 -- header's five numbers).
 local HAT = 16 + 40 + 1
+
+-- ZPAD[k]: k entries' worth of zero bytes (made on first use: a function library may not
+-- call string functions while it loads).
+local ZPAD = nil
+
+-- pad: the zero bytes that fill the header's room for the copies it does not use, when
+-- it holds n.
+local function pad(n)
+  if ZPAD == nil then
+    ZPAD = { [0] = "" }
+    for k = 1, SWL_CACHE do
+      ZPAD[k] = string.rep("\0", k * 16)
+    end
+  end
+  return ZPAD[SWL_CACHE - n]
+end
+
+-- readTail: the newest entry and the header, as one string ("" when there is no key).
+local function readTail(key)
+  return redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
+end
+
+-- readChunk: the entries from number known + 1 (1 = the one at byte `head`) up to
+-- SWL_CHUNK of them, not past entry bodyN, as stored (16 bytes each).
+local function readChunk(key, head, known, bodyN)
+  local last = math.min(known + SWL_CHUNK, bodyN) - 1
+  return redis.call("GETRANGE", key, head + known * 16, head + last * 16 + 15)
+end
 
 -- A state is a table of numbered fields (a table's array part costs Redis far less to
 -- make than named fields), plus `dirty` and `usedAt`, which the operation scripts read.
@@ -44,7 +69,7 @@ local KEY, LIVE, SUM, HEAD, TAIL, UNTIL, BODYN, HV = 1, 2, 3, 4, 5, 6, 7, 8
 local CACHEN, NT, NC, MERGED, DROP, ADD, EXTRA = 9, 10, 11, 12, 13, 14, 15
 
 function SWL.load(p, key, now)
-  local v = redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
+  local v = readTail(key)
   if #v == 0 then
     return { key, false, 0, 0, 0, 0, 0, false, 0, 0, 0, false, 0, false, false, dirty = false, usedAt = 0 }
   end
@@ -110,14 +135,13 @@ local function at(st, m)
   local known = cacheN + #extra / 2
   local head = st[HEAD]
   while m > known do
-    local last = math.min(known + SWL_CHUNK, bodyN) - 1
-    local r = redis.call("GETRANGE", st[KEY], head + known * 16, head + last * 16 + 15)
-    for k = 0, last - known do
-      local t, c = struct.unpack("<dd", r, k * 16 + 1)
+    local r = readChunk(st[KEY], head, known, bodyN)
+    for o = 1, #r, 16 do
+      local t, c = struct.unpack("<dd", r, o)
       extra[#extra + 1] = t
       extra[#extra + 1] = c
     end
-    known = last + 1
+    known = known + #r / 16
   end
   local e = 2 * (m - cacheN)
   return extra[e - 1], extra[e]
@@ -317,10 +341,7 @@ end
 -- header: the header of a string written anew, whose entries are `whole`.
 local function header(sum, whole, untilT)
   local n = math.min(SWL_CACHE, #whole / 16)
-  ZEROS = ZEROS or string.rep("\0", SWL_CACHE * 16)
-  return struct.pack("<ddddd", sum, 0, #whole, untilT, n)
-    .. string.sub(whole, 1, n * 16)
-    .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
+  return struct.pack("<ddddd", sum, 0, #whole, untilT, n) .. string.sub(whole, 1, n * 16) .. pad(n)
 end
 
 -- rewrite writes the string anew: the stored entries still live, then those added.
@@ -413,21 +434,11 @@ function SWL.save(p, key, st, ctx)
   else
     write = struct.pack("<ddddddd", t, c, st[SUM], head, tail + na * 16, untilT, n)
   end
-  if n < SWL_CACHE then
-    ZEROS = ZEROS or string.rep("\0", SWL_CACHE * 16)
-    write = before .. write .. copy .. string.sub(ZEROS, 1, (SWL_CACHE - n) * 16)
-  else
-    write = before .. write .. copy
-  end
-  redis.call("SETRANGE", key, from, write)
+  redis.call("SETRANGE", key, from, before .. write .. copy .. pad(n))
   if extend then
     redis.call("PEXPIRE", key, U.ttl(ctx, untilT - ctx.now))
   end
 end
-
--- ZPAD[k]: k entries' worth of zero bytes, for the unused room of the header's copies
--- (made on first use, as ZEROS).
-local ZPAD = nil
 
 -- fastEntry: entry m for the short path (1 = the oldest live one at load): the newest, a
 -- copy in the header read (v), or one of the entries past the copies, read SWL_CHUNK at
@@ -445,8 +456,7 @@ local function fastEntry(key, v, head, bodyN, cacheN, nt, nc, chunk, m)
     return t, c, chunk
   end
   if chunk == nil then
-    local last = math.min(cacheN + SWL_CHUNK, bodyN) - 1
-    chunk = redis.call("GETRANGE", key, head + cacheN * 16, head + last * 16 + 15)
+    chunk = readChunk(key, head, cacheN, bodyN)
   end
   local at = (m - cacheN - 1) * 16
   if at + 16 > #chunk then
@@ -464,7 +474,7 @@ end
 -- load, limit and save decide). It gives the same decisions and leaves the same string
 -- as they do, with no state table and fewer strings made.
 function SWL.fast(p, key, now, cost, ctx)
-  local v = redis.call("GETRANGE", key, -(SWL_HEADER + 16), -1)
+  local v = readTail(key)
   if #v ~= SWL_HEADER + 16 then
     return nil
   end
@@ -594,13 +604,7 @@ function SWL.fast(p, key, now, cost, ctx)
     from = tail
     write = struct.pack("<ddddd", sum, head2, tail, untilT, n)
   end
-  if ZPAD == nil then
-    ZPAD = { [0] = "" }
-    for k = 1, SWL_CACHE do
-      ZPAD[k] = string.rep("\0", k * 16)
-    end
-  end
-  redis.call("SETRANGE", key, from, write .. copy .. ZPAD[SWL_CACHE - n])
+  redis.call("SETRANGE", key, from, write .. copy .. pad(n))
   if extend then
     redis.call("PEXPIRE", key, U.ttl(ctx, untilT - ctx.now))
   end
