@@ -234,7 +234,9 @@ function keyOf(fields: readonly string[]): (read: Reader) => string | undefined 
     let n = 0
     for (let p = known; p !== undefined; p = p.next, n++) if (p.second === b) return p.key
     if (known === undefined && made.size >= PAIR_KEYS) made.clear()
-    const key = `${a.length}:${a}${b.length}:${b}`
+    // Built flat: a template literal this long makes a rope, and a rope as a store key
+    // costs every lookup of it an indirection (measured: a 4-tier check 25% slower).
+    const key = [a.length, ":", a, b.length, ":", b].join("")
     made.set(a, { second: b, key, next: n < PAIRS_PER_VALUE ? known : undefined })
     return key
   }
@@ -388,12 +390,12 @@ export class Reader {
   key(fields: readonly string[]): string | undefined {
     if (fields.length === 1) return this.value(fields[0])
     if (fields.length === 0) return "*"
-    let key = ""
+    const parts: (string | number)[] = []
     for (const name of fields) {
       const v = this.value(name)
       if (v === undefined) return undefined
-      key += `${v.length}:${v}`
+      parts.push(v.length, ":", v)
     }
-    return key
+    return parts.join("")
   }
 }
