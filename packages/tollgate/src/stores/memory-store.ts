@@ -27,7 +27,7 @@ import {
 } from "../core/token-bucket.js"
 import { ArgumentError, ConfigError, describe, UnsupportedError } from "../errors.js"
 import { type KeyBudget, KeyTable } from "./key-table.js"
-import type { Check, SyncNamespace, SyncStore } from "./store.js"
+import type { Check, Namespace, SyncNamespace, SyncStore } from "./store.js"
 
 export interface MemoryStoreOptions {
   /** maxKeys: the most keys held across all namespaces; beyond it the least recently used key is dropped. Default 1,000,000. */
@@ -332,6 +332,22 @@ abstract class MemoryNamespace {
   }
 }
 
+/**
+ * Direct: what a caller needs to decide on a numeric namespace's state itself, as its own
+ * methods do: the key table (state at `slot * kernel.width` of `table.data`), the kernel
+ * and the policy. The tiered limiter's synchronous path uses it.
+ */
+export interface Direct {
+  readonly table: KeyTable<unknown>
+  readonly kernel: NumericKernel
+  readonly policy: Policy
+}
+
+/** directOf answers a namespace's Direct when it is a numeric namespace of a MemoryStore. */
+export function directOf(ns: Namespace): Direct | undefined {
+  return ns instanceof NumericNamespace ? ns.direct() : undefined
+}
+
 /** Token bucket, fixed window and sliding window counter: fixed-width numeric state. */
 class NumericNamespace extends MemoryNamespace implements SyncNamespace {
   private readonly kernel: NumericKernel
@@ -341,6 +357,11 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     super(store, shared, policy)
     this.kernel = NUMERIC[policy.kind]
     this.scratch = new Float64Array(this.kernel.width)
+  }
+
+  /** direct: this namespace's table, kernel and policy as they are now. */
+  direct(): Direct {
+    return { table: this.shared.table, kernel: this.kernel, policy: this.policy }
   }
 
   limitNow(key: string, cost: number, now: number): Decision {

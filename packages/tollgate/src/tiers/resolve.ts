@@ -8,6 +8,7 @@ import { type Policy, tokenBucket } from "../core/policy.js"
 import { ArgumentError, describe } from "../errors.js"
 import type { Namespace } from "../stores/store.js"
 import type { ListEntry, ValidConfig } from "./config.js"
+import type { DirectPlan } from "./direct.js"
 import type { SpecPolicy } from "./limit-spec.js"
 
 /** TierRequest: the fields of one request, e.g. { user, tenant, model, ip, plan? }. */
@@ -62,6 +63,8 @@ export interface Step {
 /** Profile: the tiers that apply, in order, for one mix of tenant, model class and plan limits. */
 export interface Profile {
   readonly steps: readonly Step[]
+  /** direct: the synchronous path's plan for these steps, once looked for (null: none). */
+  direct?: DirectPlan | null
 }
 
 /** Compiled: a ValidConfig with its namespaces opened, ready for requests. */

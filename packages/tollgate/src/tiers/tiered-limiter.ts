@@ -5,6 +5,7 @@ import type { MaybePromise, Store, SyncStore } from "../stores/store.js"
 import { checkKey, checkOptions } from "../validate.js"
 import { type Attempt, after, Checker } from "./checker.js"
 import { checkConfig, type TieredConfig } from "./config.js"
+import { DirectPlan } from "./direct.js"
 import { runtime, type TieredLimiterOptions } from "./options.js"
 import {
   type Counter,
@@ -15,7 +16,14 @@ import {
   tierStats,
   unlimited,
 } from "./outcome.js"
-import { type Compiled, compile, Reader, type Slot, type TierRequest } from "./resolve.js"
+import {
+  type Compiled,
+  compile,
+  type Profile,
+  Reader,
+  type Slot,
+  type TierRequest,
+} from "./resolve.js"
 import { type TieredUsage, usageOf } from "./usage.js"
 
 /** TieredLimitOptions: the options of a tiered limit() call. */
@@ -138,10 +146,16 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
    * goes just before its tier's check.
    */
   #prepare(request: TierRequest, cost: number): Entry[] | TieredDecision {
+    const profile = this.#resolve(request)
+    return "steps" in profile ? this.#entries(profile.steps, cost) : profile
+  }
+
+  /** #resolve answers the request's profile, or the decision of an allow or deny list. */
+  #resolve(request: TierRequest): Profile | TieredDecision {
     checkRequest(request, "request")
     const c = this.#compiled
     const read = this.#reader
-    const steps = read.resolve(c, request).steps
+    const profile = read.resolve(c, request)
     if (c.deny?.matches(read)) {
       this.#checker.totals.listedDenied++
       this.#checker.totals.denied++
@@ -157,6 +171,11 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
       d.listed = "allow"
       return d
     }
+    return profile
+  }
+
+  #entries(steps: Profile["steps"], cost: number): Entry[] | TieredDecision {
+    const read = this.#reader
     const entries: Entry[] = []
     for (let i = 0; i < steps.length; i++) {
       const { tier, limit, penalty } = steps[i]
@@ -191,7 +210,20 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
       if (requestId !== undefined) checkKey(requestId, this.#reader.maxLength, "requestId")
     }
     const now = this.#time.now()
-    const prepared = this.#prepare(request, cost)
+    const profile = this.#resolve(request)
+    if (!("steps" in profile))
+      return this.#checker.guard === undefined ? profile : Promise.resolve(profile)
+    if (requestId === undefined && this.#checker.guard === undefined) {
+      if (profile.direct === undefined) profile.direct = DirectPlan.of(profile)
+      const d = profile.direct?.decide(this.#reader, cost, now, this.#counters)
+      if (d !== undefined) {
+        const totals = this.#checker.totals
+        if (d.allowed) totals.allowed++
+        else totals.denied++
+        return d
+      }
+    }
+    const prepared = this.#entries(profile.steps, cost)
     if (!Array.isArray(prepared))
       return this.#checker.guard === undefined ? prepared : Promise.resolve(prepared)
     const att = this.#attempt(prepared, now)

@@ -1,0 +1,157 @@
+// A tiered limiter on a MemoryStore decides the common case (numeric tiers, enforcing,
+// no penalty, no request id) on the store's tables directly; everything else goes the
+// general way, through the store's limitAll. Both must decide alike: here a limiter on a
+// MemoryStore and one on the same state behind promises (always the general way) take
+// the same random requests, reservations and usage reads, and must answer the same.
+
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import {
+  createTieredLimiter,
+  MemoryStore,
+  manualClock,
+  type TieredConfig,
+  type TierRequest,
+} from "../../src/index.js"
+import { AsyncMemoryStore } from "./async-store.js"
+
+const START = 1_780_000_000_000
+
+const KEYS = [[], ["user"], ["tenant"], ["user", "model"], ["model", "user"], ["model"]]
+const ALGORITHMS = ["tokenBucket", "slidingWindowCounter", "fixedWindow", "slidingWindowLog"]
+
+const tier = fc.record({
+  key: fc.constantFrom(...KEYS),
+  cost: fc.boolean(),
+  algorithm: fc.constantFrom(...ALGORITHMS),
+  limit: fc.integer({ min: 1, max: 6 }),
+  windowS: fc.constantFrom(1, 5, 30),
+  // Shadow mode and penalties send a request's check the general way on both sides.
+  shadow: fc.constantFrom(false, false, false, true),
+  penalty: fc.constantFrom(0, 0, 0, 2),
+})
+
+type TierCase = typeof tier extends fc.Arbitrary<infer T> ? T : never
+
+function config(tiers: TierCase[]): TieredConfig {
+  const out: TieredConfig["tiers"] = {}
+  tiers.forEach((t, i) => {
+    const limit =
+      t.algorithm === "tokenBucket"
+        ? { rate: t.limit, period: `${t.windowS}s` }
+        : { limit: t.limit, window: `${t.windowS}s` }
+    out[`t${i}`] = {
+      key: t.key,
+      budget: t.cost ? "cost" : "requests",
+      algorithm: t.algorithm as never,
+      limit,
+      ...(t.shadow ? { shadow: true } : {}),
+      ...(t.penalty > 0 ? { penalty: `${t.penalty}s` } : {}),
+    }
+  })
+  return { tiers: out }
+}
+
+/** field: one of a few values, or (less often) missing. */
+const field = (a: string, b: string) => fc.constantFrom<string | undefined>(a, b, a, undefined)
+const request = fc.record({
+  user: field("u1", "u2"),
+  model: field("small", "large"),
+  tenant: field("acme", "initech"),
+})
+
+const op = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant("limit" as const),
+      request,
+      // Mostly within the smallest limits; now and then above (an error, alike).
+      cost: fc.constantFrom(0, 1, 1, 1, 2, 3, 8),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant("advance" as const),
+      ms: fc.integer({ min: 1, max: 4000 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant("reserve" as const),
+      request,
+      cost: fc.integer({ min: 0, max: 3 }),
+      actual: fc.integer({ min: 0, max: 5 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("usage" as const), request }) },
+)
+
+/** plain: a request without its missing fields (a tier keyed by one does not apply). */
+function plain(r: Record<string, string | undefined>): TierRequest {
+  return Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined))
+}
+
+/** outcome: what a call answered, or the error it threw, comparable across the two limiters. */
+async function outcome(call: () => unknown): Promise<unknown> {
+  try {
+    const v = await call()
+    return {
+      ok: JSON.parse(JSON.stringify(v)),
+      order: Object.keys((v as { tiers?: object }).tiers ?? {}),
+    }
+  } catch (error) {
+    return { error: (error as Error).message }
+  }
+}
+
+describe("the synchronous path of a tiered limiter on a MemoryStore", () => {
+  it("decides as the general path does, state and stats included", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(tier, { minLength: 1, maxLength: 4 }),
+        fc.array(op, { minLength: 1, maxLength: 60 }),
+        async (tiers, ops) => {
+          const clock = manualClock(START)
+          const cfg = config(tiers)
+          const direct = createTieredLimiter({ ...cfg, store: new MemoryStore(), clock })
+          const general = createTieredLimiter({ ...cfg, store: new AsyncMemoryStore(), clock })
+          for (let i = 0; i < ops.length; i++) {
+            const o = ops[i]
+            const step = `op ${i}: ${JSON.stringify(o)}`
+            if (o.t === "advance") {
+              clock.advance(o.ms)
+              continue
+            }
+            const r = plain(o.request)
+            if (o.t === "limit") {
+              const a = await outcome(() => direct.limit(r, { cost: o.cost }))
+              const b = await outcome(() => general.limit(r, { cost: o.cost }))
+              expect(a, step).toEqual(b)
+            } else if (o.t === "reserve") {
+              const a = await outcome(async () => {
+                const res = direct.reserve(r, { cost: o.cost })
+                res.settle(o.actual)
+                return res.decision
+              })
+              const b = await outcome(async () => {
+                const res = await general.reserve(r, { cost: o.cost })
+                await res.settle(o.actual)
+                return res.decision
+              })
+              expect(a, step).toEqual(b)
+            } else {
+              expect(await outcome(() => direct.usage(r)), step).toEqual(
+                await outcome(() => general.usage(r)),
+              )
+            }
+          }
+          expect(direct.stats()).toEqual(general.stats())
+        },
+      ),
+      { numRuns: 1000 },
+    )
+  }, 60_000)
+})
