@@ -15,7 +15,8 @@
 --
 -- Reply without "*": a list: the decision clock's now (a double), then one decision per
 -- check, each followed by its lease if it took one. With "*", per group (U.reply): the
--- decision clock's now (a double), then per check its byte length (16 bits) and bytes.
+-- decision clock's now (a double), then per check its byte length (16 bits) and bytes,
+-- packed as one string per check as it is decided (a string made costs Redis time).
 local ctx, pos = U.begin(KEYS, ARGV)
 if ctx == nil then
   return redis.error_reply(U.REPLAYED)
@@ -33,7 +34,8 @@ for _ = 1, count do
   policies[id], pos = readPolicy(blob, pos)
 end
 local k = 2
--- Scratch lists, reused by every group: per check its reply, policy, lease and state.
+-- Scratch lists, reused by every group: per check its reply (with "*", framed by its
+-- length), policy, lease and state.
 local replies, used, leases, states = {}, {}, {}, {}
 local pack, unpack, sub, encode = struct.pack, struct.unpack, string.sub, U.encode
 
@@ -77,14 +79,23 @@ local function group()
     if not d[1] then
       all = false
     end
-    replies[j] = encode(d)
+    if packed then
+      replies[j] = pack("<HBdddd", 33, d[1] and 1 or 0, d[2], d[3], d[4], d[5])
+    else
+      replies[j] = encode(d)
+    end
     used[j] = p
     leases[j] = lease
   end
   if all and apply then
     for j = 1, n do
       if leases[j] ~= nil then
-        replies[j] = replies[j] .. leaseBytes(ctx, leases[j])
+        local lease = leaseBytes(ctx, leases[j])
+        if packed then
+          replies[j] = pack("<H", 33 + #lease) .. sub(replies[j], 3) .. lease
+        else
+          replies[j] = replies[j] .. lease
+        end
       end
       -- A key checked more than once is saved once, with the last check's state.
       local st = states[j]
@@ -108,23 +119,21 @@ if not packed then
   end
   return list
 end
--- Per group (U.reply's layout): its byte length, the decision clock's now, then per
--- check its byte length and bytes.
+-- Per group (U.reply's layout): its byte length, the decision clock's now, then its
+-- checks' framed replies.
 local out = {}
-while pos <= #blob do
+local m = 0
+local size = #blob
+while pos <= size do
   local n = group()
-  local size = 8
+  local bytes = 8
   for j = 1, n do
-    size = size + 2 + #replies[j]
+    bytes = bytes + #replies[j]
   end
-  local m = #out
-  out[m + 1] = pack("<Hd", size, ctx.now)
-  m = m + 1
+  out[m + 1] = pack("<Hd", bytes, ctx.now)
   for j = 1, n do
-    local r = replies[j]
-    out[m + 1] = pack("<H", #r)
-    out[m + 2] = r
-    m = m + 2
+    out[m + 1 + j] = replies[j]
   end
+  m = m + 1 + n
 end
 return table.concat(out)
