@@ -5,7 +5,9 @@
 -- window that starts at start. A write in the window the key was last written in keeps
 -- its TTL (SET KEEPTTL); `loaded` is the start as read.
 
-local FW = {}
+-- D: the one table FW.limit answers in, refilled call after call, as TB.D is (its
+-- callers read it at once).
+local FW = { D = { false, 0, 0, 0, 0 } }
 
 -- bounds: start and end of the window holding now.
 function FW.bounds(p, now)
@@ -66,9 +68,13 @@ function FW.limit(p, st, now, cost)
       st.count = nxt
       st.dirty = true
     end
-    return { true, p.limit, U.whole(p.limit - nxt), 0, nxt > 0 and left or 0 }
+    local d = FW.D
+    d[1], d[2], d[3], d[4], d[5] = true, p.limit, U.whole(p.limit - nxt), 0, nxt > 0 and left or 0
+    return d
   end
-  return { false, p.limit, U.whole(p.limit - count), left, count > 0 and left or 0 }
+  local d = FW.D
+  d[1], d[2], d[3], d[4], d[5] = false, p.limit, U.whole(p.limit - count), left, count > 0 and left or 0
+  return d
 end
 
 function FW.peek(p, st, now)

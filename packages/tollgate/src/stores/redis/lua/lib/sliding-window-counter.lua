@@ -4,7 +4,9 @@
 -- The key lives until start + 2 windows: a write in the window it was last written in
 -- keeps its TTL (SET KEEPTTL); `loaded` is the start as read.
 
-local SWC = {}
+-- D: the one table SWC.limit answers in, refilled call after call, as TB.D is (its
+-- callers read it at once).
+local SWC = { D = { false, 0, 0, 0, 0 } }
 
 function SWC.load(p, key, now)
   return SWC.decode(p, redis.call("GET", key), now)
@@ -72,7 +74,9 @@ function SWC.limit(p, st, now, cost)
     elseif previous > 0 then
       reset = start + w - now
     end
-    return { true, p.limit, U.whole(p.limit - estimate - cost), 0, reset }
+    local d = SWC.D
+    d[1], d[2], d[3], d[4], d[5] = true, p.limit, U.whole(p.limit - estimate - cost), 0, reset
+    return d
   end
   local retry
   if current + cost <= p.limit + COST_EPSILON then
@@ -88,7 +92,9 @@ function SWC.limit(p, st, now, cost)
   elseif previous > 0 then
     reset = start + w - now
   end
-  return { false, p.limit, U.whole(p.limit - estimate), math.max(retry, 0), reset }
+  local d = SWC.D
+  d[1], d[2], d[3], d[4], d[5] = false, p.limit, U.whole(p.limit - estimate), math.max(retry, 0), reset
+  return d
 end
 
 function SWC.peek(p, st, now)
