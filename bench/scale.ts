@@ -195,6 +195,9 @@ const CONTENDERS: Contender[] = [
   BASELINE,
   threads("SharedMemoryStore, 1 thread", 1, true),
   threads("SharedMemoryStore, 2 workers", 2, true, 1.5),
+  // A reference, not a shared limit: two workers with a MemoryStore each, sharing nothing.
+  // What two threads of this machine reach over the same keys when nothing is shared.
+  threads("2 workers, a MemoryStore each (reference)", 2, false),
 ]
 
 const SCENARIOS: Scenario[] = [
