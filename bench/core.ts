@@ -2,7 +2,8 @@
 // token bucket (the practical ceiling) and rate-limiter-flexible's RateLimiterMemory, in one
 // process, side by side.
 //
-//   npm run bench                 full run (a minute or two on 2 cores)
+//   npm run bench                 full run (a minute or two on 2 cores), then bench/tiers.ts
+//                                 (the multi-tier rows: memory, and a local redis-server)
 //   BENCH_QUICK=1 npm run bench   smoke run: fewer and shorter runs, 10x fewer keys
 //   BENCH_RLF=await ...           drive rate-limiter-flexible with `await` per call instead
 //   BENCH_ROWS=hot ...            only the throughput rows whose label contains this text
