@@ -19,9 +19,13 @@ interface Wrapped extends Namespace {
  */
 export class AsyncMemoryStore implements Store {
   readonly synchronous = false
-  readonly inner = new MemoryStore()
+  readonly inner: MemoryStore
   mode: "ok" | "fail" = "ok"
   calls = 0
+
+  constructor(options?: { maxKeys?: number }) {
+    this.inner = new MemoryStore(options)
+  }
 
   namespace(prefix: string, policy: Policy): Namespace {
     const inner = this.inner.namespace(prefix, policy)

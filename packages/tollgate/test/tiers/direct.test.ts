@@ -108,50 +108,66 @@ async function outcome(call: () => unknown): Promise<unknown> {
 }
 
 describe("the synchronous path of a tiered limiter on a MemoryStore", () => {
-  it("decides as the general path does, state and stats included", async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(tier, { minLength: 1, maxLength: 4 }),
-        fc.array(op, { minLength: 1, maxLength: 60 }),
-        async (tiers, ops) => {
-          const clock = manualClock(START)
-          const cfg = config(tiers)
-          const direct = createTieredLimiter({ ...cfg, store: new MemoryStore(), clock })
-          const general = createTieredLimiter({ ...cfg, store: new AsyncMemoryStore(), clock })
-          for (let i = 0; i < ops.length; i++) {
-            const o = ops[i]
-            const step = `op ${i}: ${JSON.stringify(o)}`
-            if (o.t === "advance") {
-              clock.advance(o.ms)
-              continue
+  // With 3 keys at most, keys are evicted all along: both ways must evict the same ones.
+  it.each([
+    { maxKeys: 1_000_000, runs: 1000 },
+    { maxKeys: 3, runs: 500 },
+  ])(
+    "decides as the general path does, state and stats included (maxKeys $maxKeys)",
+    async ({ maxKeys, runs }) => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(tier, { minLength: 1, maxLength: 4 }),
+          fc.array(op, { minLength: 1, maxLength: 60 }),
+          async (tiers, ops) => {
+            const clock = manualClock(START)
+            const cfg = config(tiers)
+            const direct = createTieredLimiter({
+              ...cfg,
+              store: new MemoryStore({ maxKeys }),
+              clock,
+            })
+            const general = createTieredLimiter({
+              ...cfg,
+              store: new AsyncMemoryStore({ maxKeys }),
+              clock,
+            })
+            for (let i = 0; i < ops.length; i++) {
+              const o = ops[i]
+              const step = `op ${i}: ${JSON.stringify(o)}`
+              if (o.t === "advance") {
+                clock.advance(o.ms)
+                continue
+              }
+              const r = plain(o.request)
+              if (o.t === "limit") {
+                const a = await outcome(() => direct.limit(r, { cost: o.cost }))
+                const b = await outcome(() => general.limit(r, { cost: o.cost }))
+                expect(a, step).toEqual(b)
+              } else if (o.t === "reserve") {
+                const a = await outcome(async () => {
+                  const res = direct.reserve(r, { cost: o.cost })
+                  res.settle(o.actual)
+                  return res.decision
+                })
+                const b = await outcome(async () => {
+                  const res = await general.reserve(r, { cost: o.cost })
+                  await res.settle(o.actual)
+                  return res.decision
+                })
+                expect(a, step).toEqual(b)
+              } else {
+                expect(await outcome(() => direct.usage(r)), step).toEqual(
+                  await outcome(() => general.usage(r)),
+                )
+              }
             }
-            const r = plain(o.request)
-            if (o.t === "limit") {
-              const a = await outcome(() => direct.limit(r, { cost: o.cost }))
-              const b = await outcome(() => general.limit(r, { cost: o.cost }))
-              expect(a, step).toEqual(b)
-            } else if (o.t === "reserve") {
-              const a = await outcome(async () => {
-                const res = direct.reserve(r, { cost: o.cost })
-                res.settle(o.actual)
-                return res.decision
-              })
-              const b = await outcome(async () => {
-                const res = await general.reserve(r, { cost: o.cost })
-                await res.settle(o.actual)
-                return res.decision
-              })
-              expect(a, step).toEqual(b)
-            } else {
-              expect(await outcome(() => direct.usage(r)), step).toEqual(
-                await outcome(() => general.usage(r)),
-              )
-            }
-          }
-          expect(direct.stats()).toEqual(general.stats())
-        },
-      ),
-      { numRuns: 1000 },
-    )
-  }, 60_000)
+            expect(direct.stats()).toEqual(general.stats())
+          },
+        ),
+        { numRuns: runs },
+      )
+    },
+    60_000,
+  )
 })
