@@ -20,18 +20,13 @@ import {
 } from "../../src/index.js"
 import type { Check, Namespace } from "../../src/stores/store.js"
 import { keysWithoutTtl } from "../support/redis.js"
-import { useRedis } from "../support/redis-hooks.js"
+import { useClientTimeStore } from "../support/redis-hooks.js"
 
-const fixture = useRedis()
-let store: RedisStore
+// maxBatch 3: bursts of more than three operations span several calls.
+const fixture = useClientTimeStore()
 let run = 0
 // TOLLGATE_DIFF_RUNS: scenarios per property (raise it for a deeper search).
 const RUNS = Number(process.env.TOLLGATE_DIFF_RUNS ?? 60)
-
-beforeAll(() => {
-  // maxBatch 3: bursts of more than three operations span several calls.
-  store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
-})
 
 type Op =
   | { t: "advance"; ms: number }
@@ -209,7 +204,7 @@ async function runScenario(kind: Policy["kind"], scenario: Scenario): Promise<vo
   let shortest = policy.windowMs
   const prefix = `diff${run++}`
   const memory = memoryNamespace(prefix, policy)
-  const redis = store.namespace(prefix, policy)
+  const redis = fixture.store.namespace(prefix, policy)
   let now = scenario.start
   const reservations: { key: string; cost: number; executeAt: [number, number] }[] = []
   const leases: { key: string; ids: [string, string] }[] = []
@@ -411,7 +406,7 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
           const memoryStore = new MemoryStore()
           const name = (i: number) => (i === mixed.length - 1 ? `${prefix}-long` : prefix)
           const m = mixed.map((p, i) => memoryStore.namespace(name(i), p))
-          const r = mixed.map((p, i) => store.namespace(name(i), p))
+          const r = mixed.map((p, i) => fixture.store.namespace(name(i), p))
           let now = 1_780_000_000_000.5
           const checks = (o: Call & { t: "all" }, spaces: Namespace[]): Check[] =>
             o.checks.map((c) => ({
@@ -426,7 +421,7 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
           const onRedis = async (o: Call): Promise<Decision[]> =>
             o.t === "one"
               ? [await r[o.ns].limit(o.key, Math.min(o.cost, mixed[o.ns].limit), now)]
-              : store.limitAll(checks(o, r), now)
+              : fixture.store.limitAll(checks(o, r), now)
           for (let i = 0; i < ops.length; i++) {
             const o = ops[i]
             const step = `step ${i}: ${JSON.stringify(o)}`
@@ -473,12 +468,12 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
       const prefix = `twice${run++}`
       const memoryStore = new MemoryStore()
       const m = memoryStore.namespace(prefix, policy)
-      const r = store.namespace(prefix, policy)
+      const r = fixture.store.namespace(prefix, policy)
       for (const [ns, s] of [
         [m, memoryStore],
-        [r, store],
+        [r, fixture.store],
       ] as const) {
-        const step = `${policy.kind} on ${s === store ? "redis" : "memory"}`
+        const step = `${policy.kind} on ${s === fixture.store ? "redis" : "memory"}`
         // A key with state already, and a new one.
         expect((await ns.limit("old", 1, now)).allowed, step).toBe(true)
         for (const key of ["old", "new"]) {
@@ -538,7 +533,7 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
       const prefix = `log${run++}`
       const memoryStore = new MemoryStore()
       const m = memoryStore.namespace(prefix, policy)
-      const r = store.namespace(prefix, policy)
+      const r = fixture.store.namespace(prefix, policy)
       for (const [at, c] of entries) {
         m.limit("k", c, now + at)
         await r.limit("k", c, now + at)
@@ -548,7 +543,7 @@ describe("RedisStore and MemoryStore decide alike (differential)", () => {
         { namespace, key: "k", cost: 5 },
       ]
       const md = memoryStore.limitAll(checks(m), now)
-      const rd = await store.limitAll(checks(r), now)
+      const rd = await fixture.store.limitAll(checks(r), now)
       expect(md.map((d) => d.allowed)).toEqual([true, false])
       expect(md[1].retryAfterMs).toBe(3_600_000 + 10)
       expect(rd.map(plain), JSON.stringify(entries)).toEqual(md.map(plain))

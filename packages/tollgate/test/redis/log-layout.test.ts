@@ -14,16 +14,13 @@ import {
   slidingWindowLog,
 } from "../../src/index.js"
 import type { Namespace } from "../../src/stores/store.js"
-import { useRedis } from "../support/redis-hooks.js"
+import { useClientTimeStore } from "../support/redis-hooks.js"
 
-const fixture = useRedis()
-let store: RedisStore
+// maxBatch 3: bursts of more than three operations span several calls.
+const fixture = useClientTimeStore()
 let run = 0
+// TOLLGATE_DIFF_RUNS: scenarios per property (raise it for a deeper search).
 const RUNS = Number(process.env.TOLLGATE_DIFF_RUNS ?? 60)
-
-beforeAll(() => {
-  store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
-})
 
 // SMALL fits the header's copy of the oldest entries, LARGE does not; the same window, so
 // the MemoryStore's sweep judges emptiness alike under all.
@@ -83,7 +80,7 @@ async function scenario(initial: number, start: number, ops: Op[]): Promise<void
   let policy = POLICIES[initial]
   const prefix = `layout${run++}`
   const memory = memoryNamespace(prefix, policy)
-  const redis = store.namespace(prefix, policy)
+  const redis = fixture.store.namespace(prefix, policy)
   let now = start
   const same = (m: Decision, r: Decision, step: string) => expect(plain(r), step).toEqual(plain(m))
   for (const [i, o] of ops.entries()) {
@@ -181,8 +178,8 @@ describe("sliding window log layouts in Redis", () => {
         async (which, start, ops) => {
           const policy = POLICIES[which]
           const id = run++
-          const short = store.namespace(`short${id}`, policy)
-          const general = store.namespace(`general${id}`, policy)
+          const short = fixture.store.namespace(`short${id}`, policy)
+          const general = fixture.store.namespace(`general${id}`, policy)
           let now = start
           for (const [i, o] of ops.entries()) {
             const step = `step ${i} at ${now}: ${JSON.stringify(o)}`
@@ -258,7 +255,10 @@ describe("sliding window log layouts in Redis", () => {
 
   it("reads the end of the string and writes it back with one command; denials read only", async () => {
     const now = 1_780_000_000_000
-    const log = store.namespace("lay-cmds", slidingWindowLog({ limit: 100, window: 60_000 }))
+    const log = fixture.store.namespace(
+      "lay-cmds",
+      slidingWindowLog({ limit: 100, window: 60_000 }),
+    )
     // 100 entries at distinct times: the log is full.
     for (let i = 0; i < 100; i++) expect((await log.limit("k", 1, now + i)).allowed).toBe(true)
     const length = await fixture.client.strlen("lay-cmds:swl:{k}")
@@ -275,7 +275,7 @@ describe("sliding window log layouts in Redis", () => {
   })
 
   it("writes the string anew once the entries that left outweigh the live ones", async () => {
-    const log = store.namespace("lay-dead", slidingWindowLog({ limit: 10, window: 1_000 }))
+    const log = fixture.store.namespace("lay-dead", slidingWindowLog({ limit: 10, window: 1_000 }))
     let now = 1_780_000_000_000
     let longest = 0
     // 10 admissions a second for a minute: 600 entries, of which 10 are ever live.
@@ -292,7 +292,7 @@ describe("sliding window log layouts in Redis", () => {
     // 9,000 entries at distinct times.
     const big = slidingWindowLog({ limit: 20_000, window: 3_600_000 })
     const memory = memoryNamespace("lay-move", big)
-    const redis = store.namespace("lay-move", big)
+    const redis = fixture.store.namespace("lay-move", big)
     const batched = new RedisStore({ client: fixture.client, time: "client" }).namespace(
       "lay-move",
       big,

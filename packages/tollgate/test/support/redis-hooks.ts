@@ -1,5 +1,6 @@
 import { Cluster, Redis } from "ioredis"
 import { afterAll, beforeAll } from "vitest"
+import { RedisStore } from "../../src/index.js"
 import { type RedisClusterServers, type RedisServer, startCluster, startRedis } from "./redis.js"
 
 // Test hooks around redis.ts: a server (or a Cluster) and one client to it, started before
@@ -29,6 +30,34 @@ export function useRedis(): RedisFixture {
     await fixture.server?.stop()
   })
   return fixture
+}
+
+/** ClientTimeFixture: a redis-server, a client to it, and a RedisStore over that client. */
+export interface ClientTimeFixture extends RedisFixture {
+  readonly store: RedisStore
+}
+
+/**
+ * useClientTimeStore: useRedis, and a RedisStore that decides on the times the test passes
+ * (`time: "client"`, as the TypeScript core does) with maxBatch 3, so that operations
+ * issued together span several script calls: what differential tests hold against a
+ * MemoryStore.
+ */
+export function useClientTimeStore(): ClientTimeFixture {
+  const fixture = useRedis()
+  const out = {
+    get server() {
+      return fixture.server
+    },
+    get client() {
+      return fixture.client
+    },
+    store: undefined as unknown as RedisStore,
+  }
+  beforeAll(() => {
+    out.store = new RedisStore({ client: fixture.client, time: "client", maxBatch: 3 })
+  })
+  return out
 }
 
 /** useCluster: a 3-master Cluster (startCluster) and a client to it, for the enclosing suite. */
