@@ -174,6 +174,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     return profile
   }
 
+  /** #entries makes a profile's checks for one request (see #prepare). */
   #entries(steps: Profile["steps"], cost: number): Entry[] | TieredDecision {
     const read = this.#reader
     const entries: Entry[] = []
