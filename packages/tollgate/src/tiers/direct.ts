@@ -91,24 +91,31 @@ export class DirectPlan {
     }
     const { tables, kernels, entries, slots, before, fresh } = this
     let allowed = true
-    for (let i = 0; i < n; i++) {
-      const table = tables[i]
-      const k = kernels[i]
-      const slot = table.find(keys[i])
-      slots[i] = slot
-      let d: Decision
-      if (slot >= 0) {
-        const data = table.data
-        const at = slot * k.width
-        for (let j = 0; j < k.width; j++) before[i * WIDTH + j] = data[at + j]
-        d = k.limit(policies[i], data, at, now, units[i])
-      } else {
-        const s = fresh[i]
-        s.fill(0)
-        d = k.limit(policies[i], s, 0, now, units[i])
+    let staged = 0
+    try {
+      for (; staged < n; staged++) {
+        const i = staged
+        const table = tables[i]
+        const k = kernels[i]
+        const slot = table.find(keys[i])
+        slots[i] = slot
+        let d: Decision
+        if (slot >= 0) {
+          const data = table.data
+          const at = slot * k.width
+          for (let j = 0; j < k.width; j++) before[i * WIDTH + j] = data[at + j]
+          d = k.limit(policies[i], data, at, now, units[i])
+        } else {
+          const s = fresh[i]
+          s.fill(0)
+          d = k.limit(policies[i], s, 0, now, units[i])
+        }
+        entries[i].result = d
+        if (!d.allowed) allowed = false
       }
-      entries[i].result = d
-      if (!d.allowed) allowed = false
+    } finally {
+      // A check that threw (a calendar window at a time Date cannot hold) changes nothing.
+      if (staged < n) this.undo(staged)
     }
     if (allowed) {
       for (let i = 0; i < n; i++) {
@@ -122,14 +129,20 @@ export class DirectPlan {
         for (let j = 0; j < k.width; j++) data[at + j] = s[j]
       }
     } else {
-      for (let i = n - 1; i >= 0; i--) {
-        if (slots[i] < 0) continue
-        const data = tables[i].data
-        const w = kernels[i].width
-        const at = slots[i] * w
-        for (let j = 0; j < w; j++) data[at + j] = before[i * WIDTH + j]
-      }
+      this.undo(n)
     }
     return outcome(entries, allowed, counters)
+  }
+
+  /** undo puts back the state of the first `count` tiers' keys, newest first. */
+  private undo(count: number): void {
+    const { tables, kernels, slots, before } = this
+    for (let i = count - 1; i >= 0; i--) {
+      if (slots[i] < 0) continue
+      const data = tables[i].data
+      const w = kernels[i].width
+      const at = slots[i] * w
+      for (let j = 0; j < w; j++) data[at + j] = before[i * WIDTH + j]
+    }
   }
 }

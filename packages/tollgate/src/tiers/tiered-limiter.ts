@@ -216,7 +216,14 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
       return this.#checker.guard === undefined ? profile : Promise.resolve(profile)
     if (requestId === undefined && this.#checker.guard === undefined) {
       if (profile.direct === undefined) profile.direct = DirectPlan.of(profile)
-      const d = profile.direct?.decide(this.#reader, cost, now, this.#counters)
+      let d: TieredDecision | undefined
+      try {
+        d = profile.direct?.decide(this.#reader, cost, now, this.#counters)
+      } catch {
+        // Nothing was changed; the general path meets the same failure and answers it as
+        // onStoreError says.
+        d = undefined
+      }
       if (d !== undefined) {
         const totals = this.#checker.totals
         if (d.allowed) totals.allowed++

@@ -171,3 +171,42 @@ describe("the synchronous path of a tiered limiter on a MemoryStore", () => {
     60_000,
   )
 })
+
+describe("a failure inside the synchronous path", () => {
+  // A calendar window at the very end of Date's range cannot be computed: the check fails
+  // after the first tier has been counted. Both ways put it back and answer alike.
+  it.each(["closed", "open"] as const)(
+    "is answered as the general path answers it (onStoreError %s)",
+    async (onStoreError) => {
+      const bucket = { key: ["user"], limit: { rate: 5, period: "1h" } }
+      const cfg: TieredConfig = {
+        tiers: {
+          bucket,
+          daily: {
+            key: ["user"],
+            limit: { limit: 5, window: "day", timeZone: "America/New_York" },
+          },
+        },
+      }
+      const clock = manualClock(START)
+      const store = new MemoryStore()
+      const direct = createTieredLimiter({ ...cfg, store, clock, onStoreError })
+      const general = createTieredLimiter({
+        ...cfg,
+        store: new AsyncMemoryStore(),
+        clock,
+        onStoreError,
+      })
+      const r = { user: "u" }
+      expect(await outcome(() => direct.limit(r))).toEqual(await outcome(() => general.limit(r)))
+      clock.set(8.64e15 - 1000)
+      for (let i = 0; i < 3; i++) {
+        expect(await outcome(() => direct.limit(r))).toEqual(await outcome(() => general.limit(r)))
+      }
+      expect(direct.stats()).toEqual(general.stats())
+      // The bucket's key was put back each time: after so long it is full, not three short.
+      const bucketOnly = createTieredLimiter({ tiers: { bucket }, store, clock })
+      expect(bucketOnly.usage(r).tiers.bucket.remaining).toBe(5)
+    },
+  )
+})
