@@ -5,7 +5,7 @@
 // batching must keep the exact semantics of one call each.
 
 import fc from "fast-check"
-import { beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   concurrency,
   type Decision,
@@ -13,7 +13,6 @@ import {
   type Grant,
   MemoryStore,
   type Policy,
-  RedisStore,
   slidingWindowCounter,
   slidingWindowLog,
   tokenBucket,

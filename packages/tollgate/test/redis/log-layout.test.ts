@@ -5,7 +5,7 @@
 // entries that left the window before they outweigh the live ones.
 
 import fc from "fast-check"
-import { beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   type Decision,
   MemoryStore,
