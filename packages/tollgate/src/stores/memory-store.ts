@@ -27,7 +27,7 @@ import {
 } from "../core/token-bucket.js"
 import { ArgumentError, ConfigError, describe, UnsupportedError } from "../errors.js"
 import { type KeyBudget, KeyTable } from "./key-table.js"
-import type { Check, Namespace, SyncNamespace, SyncStore } from "./store.js"
+import type { Check, SyncNamespace, SyncStore } from "./store.js"
 
 export interface MemoryStoreOptions {
   /** maxKeys: the most keys held across all namespaces; beyond it the least recently used key is dropped. Default 1,000,000. */
@@ -41,6 +41,9 @@ interface Remembered {
 
 /** STATE_WIDTH: room for the numeric state of any kind (numbers per key). */
 const STATE_WIDTH = Math.max(...Object.values(NUMERIC).map((k) => k.width))
+
+/** FAST_CHECKS: the most checks limitAll decides on its numeric pass (a multi-tier check has a few). */
+const FAST_CHECKS = 16
 
 /**
  * Touch: one check of a limitAll in progress and how to take it back. Reused from call to
@@ -91,6 +94,9 @@ export class MemoryStore implements SyncStore {
   private readonly budget: KeyBudget
   /** touches: the records of the checks of the limitAll in progress. */
   private readonly touches: Touch[] = []
+  /** fastSlots, fastStates: scratch of limitAll's numeric pass (NumericNamespace.limitDistinct). */
+  private readonly fastSlots = new Int32Array(FAST_CHECKS)
+  private readonly fastStates = new Float64Array(FAST_CHECKS * STATE_WIDTH)
 
   constructor(options: MemoryStoreOptions = {}) {
     if (typeof options !== "object" || options === null) {
@@ -128,6 +134,7 @@ export class MemoryStore implements SyncStore {
    */
   limitAll(checks: readonly Check[], now: number): Decision[] {
     const n = checks.length
+    let numeric = n <= FAST_CHECKS
     for (let i = 0; i < n; i++) {
       const ns = checks[i].namespace
       if (!(ns instanceof MemoryNamespace) || ns.store !== this) {
@@ -136,6 +143,13 @@ export class MemoryStore implements SyncStore {
           "expected a namespace of this MemoryStore",
         )
       }
+      if (!(ns instanceof NumericNamespace)) numeric = false
+    }
+    if (numeric) {
+      // Token buckets, windows and counters on distinct keys (a multi-tier check): decided
+      // on the live state directly.
+      const d = NumericNamespace.limitDistinct(checks, now, this.fastSlots, this.fastStates)
+      if (d !== undefined) return d
     }
     const touches = this.touches
     while (touches.length < n) touches.push(new Touch())
@@ -332,22 +346,6 @@ abstract class MemoryNamespace {
   }
 }
 
-/**
- * Direct: what a caller needs to decide on a numeric namespace's state itself, as its own
- * methods do: the key table (state at `slot * kernel.width` of `table.data`), the kernel
- * and the policy. The tiered limiter's synchronous path uses it.
- */
-export interface Direct {
-  readonly table: KeyTable<unknown>
-  readonly kernel: NumericKernel
-  readonly policy: Policy
-}
-
-/** directOf answers a namespace's Direct when it is a numeric namespace of a MemoryStore. */
-export function directOf(ns: Namespace): Direct | undefined {
-  return ns instanceof NumericNamespace ? ns.direct() : undefined
-}
-
 /** Token bucket, fixed window and sliding window counter: fixed-width numeric state. */
 class NumericNamespace extends MemoryNamespace implements SyncNamespace {
   private readonly kernel: NumericKernel
@@ -359,9 +357,92 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     this.scratch = new Float64Array(this.kernel.width)
   }
 
-  /** direct: this namespace's table, kernel and policy as they are now. */
-  direct(): Direct {
-    return { table: this.shared.table, kernel: this.kernel, policy: this.policy }
+  /**
+   * limitDistinct is limitAll for checks on numeric namespaces of one store, decided on
+   * the live state with no per-check records: each key's state changed in place (its
+   * numbers before kept in `states`), a new key's state aside in `states` until every
+   * check has passed, everything put back when one denies or throws. It answers undefined,
+   * having done nothing, when two checks share a key (limitAll's general pass handles
+   * that). `slots` and `states` are scratch for at least checks.length checks.
+   */
+  static limitDistinct(
+    checks: readonly Check[],
+    now: number,
+    slots: Int32Array,
+    states: Float64Array,
+  ): Decision[] | undefined {
+    const n = checks.length
+    for (let i = 1; i < n; i++) {
+      const a = checks[i].namespace as NumericNamespace
+      for (let j = 0; j < i; j++) {
+        const b = checks[j].namespace as NumericNamespace
+        if (a.shared === b.shared && checks[i].key === checks[j].key) return undefined
+      }
+    }
+    const decisions: Decision[] = []
+    let allowed = true
+    let staged = 0
+    try {
+      for (; staged < n; staged++) {
+        const i = staged
+        const c = checks[i]
+        const ns = c.namespace as NumericNamespace
+        const k = ns.kernel
+        const table = ns.shared.table
+        slots[i] = -1
+        const slot = table.find(c.key)
+        slots[i] = slot
+        const at = i * STATE_WIDTH
+        let d: Decision
+        if (slot >= 0) {
+          const data = table.data
+          const from = slot * k.width
+          for (let j = 0; j < k.width; j++) states[at + j] = data[from + j]
+          d = k.limit(ns.policy, data, from, now, c.cost)
+        } else {
+          states.fill(0, at, at + STATE_WIDTH)
+          d = k.limit(ns.policy, states, at, now, c.cost)
+        }
+        decisions.push(d)
+        if (!d.allowed) allowed = false
+      }
+    } finally {
+      // A check that threw (a calendar window at a time Date cannot hold) changes nothing.
+      if (staged < n) NumericNamespace.undo(checks, staged, slots, states)
+    }
+    if (!allowed) {
+      NumericNamespace.undo(checks, n, slots, states)
+      return decisions
+    }
+    for (let i = 0; i < n; i++) {
+      if (slots[i] >= 0) continue
+      const ns = checks[i].namespace as NumericNamespace
+      const k = ns.kernel
+      const at = i * STATE_WIDTH
+      if (k.empty(ns.policy, states, at, now)) continue
+      const table = ns.shared.table
+      const to = table.add(checks[i].key, now) * k.width
+      const data = table.data
+      for (let j = 0; j < k.width; j++) data[to + j] = states[at + j]
+    }
+    return decisions
+  }
+
+  /** undo puts back the state of the first `count` checks' keys, newest first. */
+  private static undo(
+    checks: readonly Check[],
+    count: number,
+    slots: Int32Array,
+    states: Float64Array,
+  ): void {
+    for (let i = count - 1; i >= 0; i--) {
+      if (slots[i] < 0) continue
+      const ns = checks[i].namespace as NumericNamespace
+      const w = ns.kernel.width
+      const data = ns.shared.table.data
+      const to = slots[i] * w
+      for (let j = 0; j < w; j++) data[to + j] = states[i * STATE_WIDTH + j]
+    }
   }
 
   limitNow(key: string, cost: number, now: number): Decision {

@@ -215,7 +215,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     if (!("steps" in profile))
       return this.#checker.guard === undefined ? profile : Promise.resolve(profile)
     if (requestId === undefined && this.#checker.guard === undefined) {
-      if (profile.direct === undefined) profile.direct = DirectPlan.of(profile)
+      if (profile.direct === undefined) profile.direct = DirectPlan.of(this.#store, profile)
       let d: TieredDecision | undefined
       try {
         d = profile.direct?.decide(this.#reader, cost, now, this.#counters)

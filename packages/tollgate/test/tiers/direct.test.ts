@@ -1,8 +1,9 @@
-// A tiered limiter on a MemoryStore decides the common case (numeric tiers, enforcing,
-// no penalty, no request id) on the store's tables directly; everything else goes the
-// general way, through the store's limitAll. Both must decide alike: here a limiter on a
+// A tiered limiter on a MemoryStore checks the common case (tiers enforcing, without a
+// penalty; no request id) with one limitAll and no per-check records; everything else
+// goes the general way (the Checker). Both must decide alike: here a limiter on a
 // MemoryStore and one on the same state behind promises (always the general way) take
-// the same random requests, reservations and usage reads, and must answer the same.
+// the same random requests, reservations and usage reads, and must answer the same. (The
+// store's own pass for numeric checks is held to its general pass in limit-all.test.ts.)
 
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"

@@ -2,6 +2,7 @@
 // key checked twice in one call counts twice, and MemoryStore's one-pass version puts
 // back exactly what it changed when a check denies.
 
+import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   concurrency,
@@ -146,6 +147,66 @@ describe("MemoryStore.limitAll in one pass", () => {
     expect(ds[ds.length - 1].allowed).toBe(false)
     expect(snapshot()).toEqual(before)
     expect(spaces.map((ns) => ns.size())).toEqual(sizes) // "c" was never placed
+  })
+
+  it("decides token buckets, windows and counters on distinct keys as the general pass does", () => {
+    // Such calls take a pass of their own (no per-check records). The same calls with one
+    // more check, a sliding window log asked for nothing, take the general pass; both
+    // must answer and leave the state alike, evictions included.
+    const policies: Policy[] = [
+      tokenBucket({ rate: 3, period: "10s", burst: 4 }),
+      slidingWindowCounter({ limit: 4, window: "10s" }),
+      fixedWindow({ limit: 4, window: "10s" }),
+      fixedWindow({ limit: 5, window: "day", timeZone: "America/New_York" }),
+      tokenBucket({ rate: 2, period: "10s", burst: 3 }), // the first one's prefix: shared state
+    ]
+    const open = (store: MemoryStore) =>
+      policies.map((p, i) => store.namespace(i === 4 ? "p0" : `p${i}`, p))
+    const check = fc.record({
+      ns: fc.integer({ min: 0, max: policies.length - 1 }),
+      key: fc.constantFrom("a", "b"),
+      cost: fc.constantFrom(0, 1, 1, 2, 3),
+    })
+    const op = fc.oneof(
+      fc.record({ advance: fc.integer({ min: 1, max: 6000 }) }),
+      fc.record({ checks: fc.array(check, { minLength: 1, maxLength: 4 }) }),
+    )
+    fc.assert(
+      fc.property(fc.constantFrom(3, 1000), fc.array(op, { maxLength: 40 }), (maxKeys, ops) => {
+        const fast = new MemoryStore({ maxKeys })
+        const general = new MemoryStore({ maxKeys })
+        const a = open(fast)
+        const b = open(general)
+        const nothing = general.namespace("nothing", slidingWindowLog({ limit: 1, window: "1s" }))
+        let now = NOW
+        ops.forEach((o, i) => {
+          if ("advance" in o) {
+            now += o.advance
+            return
+          }
+          const step = `op ${i}: ${JSON.stringify(o)}`
+          const da = fast.limitAll(
+            o.checks.map((c) => ({ namespace: a[c.ns], key: c.key, cost: c.cost })),
+            now,
+          )
+          const db = general.limitAll(
+            [
+              ...o.checks.map((c) => ({ namespace: b[c.ns], key: c.key, cost: c.cost })),
+              { namespace: nothing, key: "k", cost: 0 },
+            ],
+            now,
+          )
+          expect(da, step).toEqual(db.slice(0, -1))
+          for (let n = 0; n < policies.length; n++) {
+            for (const key of ["a", "b"]) {
+              expect(a[n].peek(key, now), `${step}, ${n} ${key}`).toEqual(b[n].peek(key, now))
+            }
+          }
+          expect(fast.size, step).toBe(general.size)
+        })
+      }),
+      { numRuns: 400 },
+    )
   })
 
   it("hands out leases only when the whole call is admitted", () => {
