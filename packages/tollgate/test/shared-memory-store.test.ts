@@ -14,6 +14,7 @@ import {
   tokenBucket,
 } from "../src/index.js"
 import { KeyBytes } from "../src/stores/shared/key-bytes.js"
+import { RECORD_BYTES, S_LOCK } from "../src/stores/shared/layout.js"
 import type { SharedNamespace } from "../src/stores/shared/namespace.js"
 import type { Task, WorkerInput, WorkerResult } from "./support/shared-memory-worker.js"
 
@@ -140,6 +141,36 @@ describe("SharedMemoryStore across worker threads", () => {
       clock: { now: () => NOW + new Int32Array(ticks)[0] },
     })
     expect(limiter.peek("hot").remaining).toBe(0)
+  })
+
+  it("a lookup that waited for a slot's lock sees that the key was freed meanwhile", async () => {
+    const store = new SharedMemoryStore({ maxKeys: 16 })
+    const limiter = createLimiter({ policy: noRefill(5), store, clock: manualClock(NOW) })
+    expect(limiter.limit("key-0", { cost: 2 }).remaining).toBe(3)
+    const slot = store.views.tags.findIndex((tag) => (tag & 1) === 1)
+    const lockAt = slot * (RECORD_BYTES / 4) + S_LOCK
+    // Hold the key's lock while a worker looks the key up: the worker sees the key in its
+    // slot, then waits for the lock; meanwhile this thread frees the slot.
+    store.table.lock(slot)
+    const result = runWorkers(store, 1, {
+      op: "limit",
+      policy: { kind: "tokenBucket", options: { rate: 1, period: "10000d", burst: 5 } },
+      keys: 1,
+      ops: 1,
+    })
+    const deadline = Date.now() + 20_000
+    while (Atomics.load(store.table.meta, lockAt) !== 2) {
+      // 2: the lock has a sleeper.
+      if (Date.now() > deadline) throw new Error("the worker never waited for the lock")
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    store.table.free(slot)
+    store.table.unlock(slot)
+    expect(sum(await result, "allowed")).toBe(1)
+    // The worker decided on a fresh state and placed the key again, rather than charging
+    // the state left in the freed slot (which would leave the key absent, at 5).
+    expect(store.size).toBe(1)
+    expect(limiter.peek("key-0").remaining).toBe(4)
   })
 
   it("limitAll stays all-or-nothing with 4 workers racing on two namespaces", async () => {

@@ -15,7 +15,7 @@ import { ConfigError, describe } from "../../errors.js"
 //   slots         one 64-byte record (one cache line) per slot:
 //                   Int32 x 4     lock, hash, namespace << 16 | key length, usedAt (low 32 bits)
 //                   Float32       windowMs of the policy that last wrote, rounded up
-//                   Int32         generation: counts the keys placed in and freed from the slot
+//                   Int32         (unused)
 //                   Float64 x 3   the policy's state (as many numbers as its kind uses)
 //                   Uint8 ...     the key's first bytes (zero-padded to 4), in the rest of the line
 //   overflow      Uint8 x (keyBytes - 16) x slots   the rest of keys too long for their line
@@ -23,8 +23,11 @@ import { ConfigError, describe } from "../../errors.js"
 //   request nums  Float64 x 5 x entries    expiresAt, limit, remaining, retryAfterMs, resetAfterMs
 //   request keys  Uint8 x (keyBytes + ID_BYTES) x entries
 
-/** FORMAT marks a buffer made by this version of the store ("TGS" + layout version 1). */
-export const FORMAT = 0x54475301
+/**
+ * FORMAT marks a buffer made by this version of the store ("TGS" + layout version 2).
+ * Version 2 changed the protocol, not the layout: slots no longer count generations.
+ */
+export const FORMAT = 0x54475302
 
 export const HEADER_INTS = 32
 export const H_FORMAT = 0
@@ -56,8 +59,6 @@ export const S_NSLEN = 2
 export const S_USED = 3
 /** S_WINDOW: Float32 index in the record: the windowMs its state is expressed in (0: none yet). */
 export const S_WINDOW = 4
-/** S_GEN: Int32 index of the slot's generation, bumped after each change of key. */
-export const S_GEN = 5
 /** S_STATE: Float64 index in the record of the policy's state numbers. */
 export const S_STATE = 3
 /** keyInline is the byte in the record where the key starts, for a state of `width` numbers. */

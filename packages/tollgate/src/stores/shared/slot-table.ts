@@ -8,7 +8,6 @@ import {
   NEVER,
   overflowBytes,
   RECORD_BYTES,
-  S_GEN,
   S_HASH,
   S_LOCK,
   S_NSLEN,
@@ -45,7 +44,8 @@ function live(tag: number): boolean {
  * - A slot changes key (placed, replaced, freed) only under its lock, tag last when placing
  *   and first when freeing; while its tag is live, its key bytes do not change, so scans
  *   may compare them without the lock, as a hint always confirmed under the lock before
- *   state is touched.
+ *   state is touched. find() reads tags without Atomics too (a hint, confirmed the same
+ *   way); a key is reported absent only on atomic reads.
  * - A key is placed only under its stripe lock (chosen by hash), after a scan under that
  *   lock found it absent, so a key never holds two slots.
  * - A slot never returns to NEVER. A key placed d slots past its home had every slot
@@ -176,24 +176,53 @@ export class SlotTable {
     return -1
   }
 
-  /** find returns the key's slot, locked, or -1 when the key holds no slot. */
+  /**
+   * find returns the key's slot, locked, or -1 when the key holds no slot.
+   *
+   * Atomics cost several nanoseconds each here, so the common case uses two: the scan reads
+   * tags with plain loads, as hints, and a slot whose tag matches is locked and then
+   * checked under its lock (tags and keys change only under a slot's lock, so reads made
+   * holding it are exact). A key is only reported absent on reads made with Atomics: the
+   * home slot seen ending the chain by atomic loads, or else a scan made entirely with
+   * them (findExact), since a plain read may miss a key placed a moment ago, and "absent"
+   * lets the caller decide on a fresh state.
+   */
   find(k: KeyBytes): number {
     const tags = this.tags
+    const meta = this.meta
+    const want = tagOf(k.hash)
+    const limit = Math.min(this.header[H_MAX_PROBE], this.slots - 1)
+    let s = this.home(k.hash)
+    for (let j = 0; j <= limit; j++) {
+      const tag = tags[s]
+      if (tag === want) {
+        const at = s * (RECORD_BYTES / 4) + S_LOCK
+        lock(meta, at)
+        if (tags[s] === want && this.sameKey(s, k)) return s
+        unlock(meta, at)
+      } else if (tag === NEVER) {
+        if (j === 0 && this.chainEnds(s, Atomics.load(tags, s))) return -1
+        break
+      }
+      if (++s === this.slots) s = 0
+    }
+    return this.findExact(k)
+  }
+
+  /** findExact is find() with every unlocked read made by Atomics. */
+  private findExact(k: KeyBytes): number {
+    const tags = this.tags
+    const meta = this.meta
     const want = tagOf(k.hash)
     const limit = Math.min(Atomics.load(this.header, H_MAX_PROBE), this.slots - 1)
     let s = this.home(k.hash)
     for (let j = 0; j <= limit; j++) {
       const tag = Atomics.load(tags, s)
       if (tag === want) {
-        // Compare before locking, then check under the lock that the slot's key has not
-        // changed since: a change of key always bumps the generation, after the writes.
-        const m = s * (RECORD_BYTES / 4)
-        const gen = Atomics.load(this.meta, m + S_GEN)
-        if (this.sameKey(s, k)) {
-          lock(this.meta, m + S_LOCK)
-          if (this.meta[m + S_GEN] === gen && Atomics.load(tags, s) === want) return s
-          unlock(this.meta, m + S_LOCK)
-        }
+        const at = s * (RECORD_BYTES / 4) + S_LOCK
+        lock(meta, at)
+        if (tags[s] === want && this.sameKey(s, k)) return s
+        unlock(meta, at)
       } else if (this.chainEnds(s, tag)) {
         return -1
       }
@@ -344,7 +373,6 @@ export class SlotTable {
     this.numbers.fill(0, at, at + (k.inline - keyInline(0)) / 8)
     this.writeKey(slot, k)
     Atomics.add(this.nsKeys, k.ns, 1)
-    Atomics.add(meta, m + S_GEN, 1)
     Atomics.store(this.tags, slot, tagOf(k.hash))
   }
 
@@ -352,7 +380,6 @@ export class SlotTable {
   free(slot: number): void {
     if (!live(Atomics.load(this.tags, slot))) return
     Atomics.store(this.tags, slot, FREE)
-    Atomics.add(this.meta, slot * (RECORD_BYTES / 4) + S_GEN, 1)
     Atomics.sub(this.nsKeys, this.meta[slot * (RECORD_BYTES / 4) + S_NSLEN] >>> 16, 1)
     Atomics.sub(this.header, H_LIVE, 1)
   }
