@@ -40,14 +40,38 @@ export class KeyBytes {
    * leaving the contents unspecified, when the encoding does not fit in the capacity.
    */
   set(text: string, seed: number): boolean {
+    const n = text.length
+    const words = this.words
+    // ASCII, the common case: four characters make a word, written whole.
+    let ascii = n <= this.capacity
+    let w = 0
+    for (let i = 0; ascii && i < n; i += 4) {
+      const c0 = text.charCodeAt(i)
+      const c1 = i + 1 < n ? text.charCodeAt(i + 1) : 0
+      const c2 = i + 2 < n ? text.charCodeAt(i + 2) : 0
+      const c3 = i + 3 < n ? text.charCodeAt(i + 3) : 0
+      if ((c0 | c1 | c2 | c3) >= 0x80) ascii = false
+      else words[w++] = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24)
+    }
+    if (ascii) {
+      // Little-endian platforms lay these words out as the UTF-8 bytes; elsewhere the
+      // bytes of each word are reversed, still one encoding per string.
+      this.length = n
+    } else if (!this.encode(text)) {
+      return false
+    }
+    this.hash = hashWords(words, this.wordCount, this.length, seed)
+    return true
+  }
+
+  /** encode writes `text` as UTF-8 into `bytes`, zero-padded to a whole word. */
+  private encode(text: string): boolean {
     const b = this.bytes
     const cap = this.capacity
     const n = text.length
-    let h = (0x811c9dc5 ^ Math.imul(seed + 1, 0x9e3779b1)) | 0
     let p = 0
     for (let i = 0; i < n; i++) {
       const c = text.charCodeAt(i)
-      h = Math.imul(h ^ c, 0x01000193)
       if (c < 0x80) {
         if (p >= cap) return false
         b[p++] = c
@@ -60,7 +84,6 @@ export class KeyBytes {
         if (c >= 0xd800 && c < 0xdc00 && d >= 0xdc00 && d < 0xe000) {
           if (p + 4 > cap) return false
           const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)
-          h = Math.imul(h ^ d, 0x01000193)
           i++
           b[p++] = 0xf0 | (cp >> 18)
           b[p++] = 0x80 | ((cp >> 12) & 0x3f)
@@ -74,18 +97,33 @@ export class KeyBytes {
         }
       }
     }
-    // Finish with a full avalanche so that both the high bits (slot position) and the low
-    // bits (lock stripe) depend on every byte.
-    h ^= h >>> 16
-    h = Math.imul(h, 0x85ebca6b)
-    h ^= h >>> 13
-    h = Math.imul(h, 0xc2b2ae35)
-    h ^= h >>> 16
     this.length = p
-    this.hash = h | 0
     while ((p & 3) !== 0) b[p++] = 0
     return true
   }
+}
+
+/**
+ * hashWords hashes `count` words and the byte length (which tells "a" from "a\0", equal in
+ * their padded words), seeded. Each word is scrambled by multiplications and rotations into
+ * the running hash, which ends with a full avalanche so that both the high bits (slot
+ * position) and the low bits (lock stripe) depend on every byte.
+ */
+function hashWords(words: Int32Array, count: number, length: number, seed: number): number {
+  let h = Math.imul(seed + 1, 0x9e3779b1) ^ length
+  for (let i = 0; i < count; i++) {
+    let k = Math.imul(words[i], 0xcc9e2d51)
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593)
+    h ^= k
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h | 0
 }
 
 /** utf8Length is the number of bytes KeyBytes needs for `text`. */
