@@ -209,26 +209,16 @@ export class SlotTable {
     return this.findExact(k)
   }
 
-  /** findExact is find() with every unlocked read made by Atomics. */
+  /** findExact is find() on atomic reads: locate the key, then lock its slot and check. */
   private findExact(k: KeyBytes): number {
-    const tags = this.tags
-    const meta = this.meta
-    const want = tagOf(k.hash)
-    const limit = Math.min(Atomics.load(this.header, H_MAX_PROBE), this.slots - 1)
-    let s = this.home(k.hash)
-    for (let j = 0; j <= limit; j++) {
-      const tag = Atomics.load(tags, s)
-      if (tag === want) {
-        const at = s * (RECORD_BYTES / 4) + S_LOCK
-        lock(meta, at)
-        if (tags[s] === want && this.sameKey(s, k)) return s
-        unlock(meta, at)
-      } else if (this.chainEnds(s, tag)) {
-        return -1
-      }
-      if (++s === this.slots) s = 0
+    for (;;) {
+      const s = this.locate(k)
+      if (s < 0) return -1
+      this.lock(s)
+      if (this.holds(s, k)) return s
+      // The key left the slot before the lock was taken: look again.
+      this.unlock(s)
     }
-    return -1
   }
 
   /** holds: the slot, locked by the caller, holds the key. */
