@@ -36,6 +36,14 @@ export class Monotonic {
       this.last = t
       return t
     }
+    return this.#read()
+  }
+
+  /**
+   * #read is now() for a clock other than systemClock, kept apart so that now() stays
+   * small enough for the compiler to inline into limit() with the store's decision.
+   */
+  #read(): number {
     let t = this.clock.now() + this.offset
     const last = this.last
     if (t >= last && t !== Number.POSITIVE_INFINITY) {

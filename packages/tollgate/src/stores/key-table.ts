@@ -63,15 +63,18 @@ export class KeyTable<S = never> {
     if (slot === undefined) return -1
     // Age counts only keys added since, so a hot key (or a table with no newcomers) is
     // never reordered, and moves are bounded by the arrival of new keys.
-    if ((this.placements - this.stamps[slot]) >>> 0 > this.map.size >>> 3) {
-      this.map.delete(key)
-      this.map.set(key, slot)
-      this.stamps[slot] = this.placements
-    }
+    if ((this.placements - this.stamps[slot]) >>> 0 > this.map.size >>> 3) this.renew(key, slot)
     this.lastKey = key
     this.lastSlot = slot
     this.lastPlacements = this.placements
     return slot
+  }
+
+  /** renew moves a key to the recent end of the recency order (apart from find, to keep find small). */
+  private renew(key: string, slot: number): void {
+    this.map.delete(key)
+    this.map.set(key, slot)
+    this.stamps[slot] = this.placements
   }
 
   /** add places a key that has no state yet and returns its zeroed slot. */

@@ -295,6 +295,14 @@ abstract class MemoryNamespace {
 
   limit(key: string, cost: number, now: number, requestId?: string): Decision {
     if (requestId === undefined) return this.limitNow(key, cost, now)
+    return this.limitOnce(key, cost, now, requestId)
+  }
+
+  /**
+   * limitOnce is limit() with a request id (apart from limit(), so that the common call is
+   * small enough for the compiler to inline it whole).
+   */
+  private limitOnce(key: string, cost: number, now: number, requestId: string): Decision {
     const requests = this.shared.requests
     const id = `${key.length}:${key}${requestId}`
     const seen = requests.get(id)
@@ -450,6 +458,16 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     const k = this.kernel
     const slot = table.find(key)
     if (slot >= 0) return k.limit(this.policy, table.data, slot * k.width, now, cost)
+    return this.limitNew(key, cost, now)
+  }
+
+  /**
+   * limitNew decides for a key with no state (apart from limitNow, which the compiler then
+   * inlines whole with the kernel).
+   */
+  private limitNew(key: string, cost: number, now: number): Decision {
+    const table = this.shared.table
+    const k = this.kernel
     const s = this.scratch
     s.fill(0)
     const d = k.limit(this.policy, s, 0, now, cost)
