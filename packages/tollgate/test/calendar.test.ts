@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { calendarBounds } from "../src/core/calendar.js"
-import { ConfigError, createLimiter, fixedWindow, manualClock } from "../src/index.js"
+import { type CalendarUnit, calendarBounds } from "../src/core/calendar.js"
+import { ConfigError, createLimiter, fixedWindow, flush, manualClock } from "../src/index.js"
 
 describe("calendar windows", () => {
   it("a monthly quota resets at the month boundary of its time zone, across a DST change", () => {
@@ -47,6 +47,52 @@ describe("calendar windows", () => {
     expect(limiter.limit("k").retryAfterMs).toBe(60_000)
     clock.advance(60_000)
     expect(limiter.limit("k").allowed).toBe(true)
+  })
+
+  it("a day whose midnight the clocks skip begins when the skip ends", () => {
+    // [unit, zone, a time, the window's start, its end]
+    const cases: [CalendarUnit, string, string, string, string][] = [
+      // Santiago moves from -04 to -03 at local midnight on 2024-09-08: that day begins
+      // at 01:00 local (04:00Z), so Sep 7 lasts until then.
+      ["day", "America/Santiago", "2024-09-08T03:30Z", "2024-09-07T04:00Z", "2024-09-08T04:00Z"],
+      ["day", "America/Havana", "2024-03-10T04:30Z", "2024-03-09T05:00Z", "2024-03-10T05:00Z"],
+      // The week holding that Sunday, and Santiago's fall-back day (25 hours, from 03:00Z).
+      ["week", "America/Santiago", "2024-09-05T12:00Z", "2024-09-02T04:00Z", "2024-09-09T03:00Z"],
+      ["day", "America/Santiago", "2024-04-07T03:30Z", "2024-04-06T03:00Z", "2024-04-07T04:00Z"],
+      // Samoa skipped 2011-12-30 whole: the 29th ran until the 31st began.
+      ["day", "Pacific/Apia", "2011-12-29T12:00Z", "2011-12-29T10:00Z", "2011-12-30T10:00Z"],
+    ]
+    for (const [unit, zone, at, start, end] of cases) {
+      expect(calendarBounds(unit, zone, Date.parse(at)), `${unit} ${zone} ${at}`).toEqual([
+        Date.parse(start),
+        Date.parse(end),
+      ])
+    }
+  })
+
+  it("a daily quota where midnight is skipped never answers a negative wait, and a waiter is served", async () => {
+    const clock = manualClock(Date.parse("2024-09-08T03:30:00Z")) // 23:30 local
+    const limiter = createLimiter({
+      policy: fixedWindow({ limit: 1, window: "day", timeZone: "America/Santiago" }),
+      clock,
+    })
+    expect(limiter.limit("k").allowed).toBe(true)
+    const denied = limiter.limit("k")
+    expect(denied.allowed).toBe(false)
+    expect(denied.retryAfterMs).toBe(30 * 60_000)
+    expect(denied.resetAfterMs).toBe(30 * 60_000)
+    const waiting = limiter.acquire("k", { maxWait: "2h" })
+    clock.advance(30 * 60_000 - 1)
+    await flush()
+    let served = false
+    void waiting.then(() => {
+      served = true
+    })
+    await flush()
+    expect(served).toBe(false)
+    clock.advance(1)
+    await waiting
+    expect(clock.now()).toBe(Date.parse("2024-09-08T04:00:00Z"))
   })
 
   it("rejects an unknown time zone", () => {

@@ -57,13 +57,28 @@ function local(timeZone: string, t: number): Local {
   return { year, month, day, weekday: WEEKDAYS[p.weekday], wall }
 }
 
-/** midnight is the epoch ms of local 00:00 on the given local date (Date.UTC-style overflow allowed). */
+/**
+ * midnight is the epoch ms at which the given local date begins (Date.UTC-style overflow
+ * allowed): local 00:00, or, where the clocks skip midnight (a DST change at 00:00 as in
+ * Santiago, or a whole skipped day), the first instant after the skip.
+ */
 function midnight(timeZone: string, year: number, month: number, day: number): number {
   const wall = Date.UTC(year, month, day)
   let t = wall
   // Two rounds: the offset at the guess, then at the corrected time (differs across DST).
   for (let n = 0; n < 2; n++) t = wall - (local(timeZone, t).wall - t)
-  return t
+  if (local(timeZone, t).wall >= wall) return t
+  // No instant reads 00:00 that day: t is just before the skip (the old offset's
+  // midnight). The day begins where the local time first reaches the date; skips last at
+  // most a day, and the local time rises across one, so halving the interval finds it.
+  let lo = t
+  let hi = t + 86_400_000
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (local(timeZone, mid).wall >= wall) hi = mid
+    else lo = mid
+  }
+  return hi
 }
 
 /** calendarBounds is [start, end) of the calendar window holding `now` (epoch ms). */

@@ -94,7 +94,10 @@ export class Scheduler<T> {
 
   private fire(): void {
     const now = this.now()
-    while (this.heap.length > 0 && this.heap[0].at <= now + 1e-3) {
+    // Entries scheduled while firing wait for the next timer, so an item that keeps
+    // rescheduling itself at the present time cannot hold this loop forever.
+    const before = this.seq
+    while (this.heap.length > 0 && this.heap[0].at <= now + 1e-3 && this.heap[0].seq < before) {
       const entry = this.pop()
       this.run(entry.item, entry.at)
     }
