@@ -161,10 +161,10 @@ export class Checker {
       }
       return this.decide(att)
     }
-    const d = outcome(att.entries, !denied, att.counters)
-    if (att.fallback) d.degraded = "fallback"
     const totals = this.totals
     if (!denied) {
+      const d = outcome(att.entries, true, att.counters)
+      if (att.fallback) d.degraded = "fallback"
       totals.allowed++
       if (att.dropped > 0) totals.shadowDenied++
       if (att.requestKey !== undefined) this.remember(att, d)
@@ -178,11 +178,18 @@ export class Checker {
       const e = entries[i]
       if (e.kind !== "penalty") continue
       // A penalty check sits just before its tier's check. A key already blocked does
-      // not extend its block; a tier that denied now starts one.
+      // not extend its block; a tier that denied now starts one, and this request is
+      // answered as the first of the block (blocked, to wait the whole penalty).
       if (!e.result!.allowed) blocked = true
-      else if (!entries[i + 1].result!.allowed) started.push(e)
+      else if (!entries[i + 1].result!.allowed) {
+        started.push(e)
+        const ms = e.tier!.penaltyMs
+        e.result = decision(false, 1, 0, ms, ms)
+      }
     }
     if (blocked) totals.blocked++
+    const d = outcome(att.entries, false, att.counters)
+    if (att.fallback) d.degraded = "fallback"
     if (started.length === 0) return d
     // Two tokens put the key one penalty period past empty: blocked for exactly that long.
     const calls = started.map(

@@ -327,8 +327,10 @@ describe.each(STORES)("tiered limiter on $name", (store) => {
       })
       const attacker = { ip: "203.0.113.9" }
       for (let i = 0; i < 5; i++) expect((await g.limit(attacker)).allowed).toBe(true)
+      // The request that starts the block is told to wait all of it.
       const exceeded = await g.limit(attacker)
-      expect(exceeded).toMatchObject({ allowed: false, tier: "login" })
+      expect(exceeded).toMatchObject({ allowed: false, tier: "login", retryAfterMs: 15 * MINUTE })
+      expect(exceeded.tiers.login).toMatchObject({ blocked: true, retryAfterMs: 15 * MINUTE })
       clock.advance(5 * MINUTE) // the window alone would admit again by now
       let d = await g.limit(attacker)
       expect(d).toMatchObject({ allowed: false, tier: "login", retryAfterMs: 10 * MINUTE })
@@ -352,6 +354,20 @@ describe.each(STORES)("tiered limiter on $name", (store) => {
       expect((await g.limit({ ip: "a" })).allowed).toBe(false)
       expect(await g.reset({ ip: "a" })).toEqual(["login"])
       expect((await g.limit({ ip: "a" })).allowed).toBe(true)
+    })
+    it("a request that starts a block while another tier denies it waits for the longer of the two", async () => {
+      const g = gateway({
+        tiers: {
+          login: { key: ["ip"], limit: { limit: 1, window: "1m" }, penalty: "10m" },
+          daily: { key: ["ip"], limit: { limit: 1, window: "1d" } },
+        },
+      })
+      expect((await g.limit({ ip: "a" })).allowed).toBe(true)
+      const d = await g.limit({ ip: "a" })
+      // login starts a 10-minute block; the daily tier waits until tomorrow, and binds.
+      expect(d).toMatchObject({ allowed: false, tier: "daily" })
+      expect(d.retryAfterMs).toBeGreaterThan(10 * MINUTE)
+      expect(d.tiers.login).toMatchObject({ blocked: true, retryAfterMs: 10 * MINUTE })
     })
   })
 
