@@ -121,12 +121,17 @@ export function fromEnv(env: Env = process.env, options: EnvLimiterOptions = {})
       "sizes the per-minute bucket, and REQUESTS_PER_MINUTE is not set",
     )
   }
-  const tiers: Record<string, { key: string[]; limit: object }> = {}
+  // Both windows count `cost` (as the single bucket does), not one per call.
+  const tiers: Record<string, { key: string[]; budget: "cost"; limit: object }> = {}
   if (perMinute !== undefined) {
-    tiers.minute = { key: ["key"], limit: { rate: perMinute, period: "1m", burst: burstSize } }
+    tiers.minute = {
+      key: ["key"],
+      budget: "cost",
+      limit: { rate: perMinute, period: "1m", burst: burstSize },
+    }
   }
   if (perHour !== undefined) {
-    tiers.hour = { key: ["key"], limit: { limit: perHour, window: "1h" } }
+    tiers.hour = { key: ["key"], budget: "cost", limit: { limit: perHour, window: "1h" } }
   }
   const gateway = createTieredLimiter({ ...options, tiers } as TieredLimiterOptions)
   const asDecision = (u: TieredUsage): Decision => peekDecision(u)

@@ -60,6 +60,20 @@ describe("fromEnv", () => {
     expect(limiter.stats()).toMatchObject({ allowed: 101 })
   })
 
+  it("the two-window form counts a call's cost in both windows, and refuses a cost above either", async () => {
+    const limiter = fromEnv(
+      { REQUESTS_PER_MINUTE: "60", REQUESTS_PER_HOUR: "100", BURST_SIZE: "10" },
+      { clock: manualClock(0) },
+    )
+    expect((await limiter.limit("k", { cost: 4 })).allowed).toBe(true)
+    expect(await limiter.peek("k")).toMatchObject({ limit: 10, remaining: 6 })
+    expect((await limiter.limit("k", { cost: 7 })).allowed).toBe(false)
+    expect((await limiter.limit("k", { cost: 6 })).allowed).toBe(true)
+    await expect(async () => limiter.limit("k", { cost: 500 })).rejects.toMatchObject({
+      code: "ERR_ARGUMENT",
+    })
+  })
+
   it("one window alone is fine", async () => {
     const limiter = fromEnv({ REQUESTS_PER_HOUR: "2" }, { clock: manualClock(0) })
     expect((await limiter.limit("k")).allowed).toBe(true)
