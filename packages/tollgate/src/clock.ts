@@ -9,6 +9,8 @@ export interface Clock {
   clearTimeout?(handle: unknown): void
 }
 
+import { ArgumentError, describe } from "./errors.js"
+
 const origin = performance.timeOrigin
 // The Performance object, held once: reading the global `performance` goes through a getter.
 const perf = performance
@@ -60,6 +62,9 @@ interface ManualTimer {
  * limiter.limit("k"); clock.advance(1000)
  */
 export function manualClock(start = 0): ManualClock {
+  if (typeof start !== "number" || !Number.isFinite(start)) {
+    throw new ArgumentError("start", `expected a finite epoch ms, got ${describe(start)}`)
+  }
   let time = start
   let seq = 0
   const timers = new Set<ManualTimer>()
@@ -88,12 +93,13 @@ export function manualClock(start = 0): ManualClock {
   return {
     now: () => time,
     advance(ms: number) {
-      if (!(ms >= 0) || !Number.isFinite(ms))
-        throw new RangeError(`advance expects a finite ms >= 0, got ${ms}`)
+      if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms))
+        throw new ArgumentError("ms", `advance expects a finite ms >= 0, got ${describe(ms)}`)
       runUntil(time + ms)
     },
     set(ms: number) {
-      if (!Number.isFinite(ms)) throw new RangeError(`set expects a finite epoch ms, got ${ms}`)
+      if (typeof ms !== "number" || !Number.isFinite(ms))
+        throw new ArgumentError("ms", `set expects a finite epoch ms, got ${describe(ms)}`)
       if (ms >= time) runUntil(ms)
       else time = ms
     },

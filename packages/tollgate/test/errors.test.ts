@@ -7,6 +7,7 @@ import {
   ConfigError,
   concurrency,
   createLimiter,
+  createTieredLimiter,
   type Decision,
   fixedWindow,
   flush,
@@ -159,6 +160,28 @@ describe("ConfigError (ERR_CONFIG): invalid policy or options at construction", 
       () => createLimiter({ policy: tokenBucket({ rate: 1 }), maxKeyLength: 0 }),
       "maxKeyLength",
     ],
+    // The store guard's options are checked on the memory store too, where they do nothing
+    // yet: a bad value is found before the limiter is moved to Redis.
+    ...(
+      [
+        ["timeout", { timeout: "abc" }],
+        ["timeout", { timeout: -1 }],
+        ["maxInFlight", { maxInFlight: 0 }],
+        ["breaker.failures", { breaker: { failures: -1 } }],
+        ["breaker", { breaker: "yes" }],
+      ] as const
+    ).flatMap(([path, bad]): [string, () => unknown, string][] => [
+      [
+        `createLimiter ${JSON.stringify(bad)}`,
+        () => loose(createLimiter)({ policy: tokenBucket({ rate: 1 }), ...bad }),
+        path,
+      ],
+      [
+        `createTieredLimiter ${JSON.stringify(bad)}`,
+        () => loose(createTieredLimiter)({ tiers: { t: { key: [] } }, ...bad }),
+        path,
+      ],
+    ]),
     ["MemoryStore maxKeys 0", () => new MemoryStore({ maxKeys: 0 }), "maxKeys"],
     ["MemoryStore maxKeys 1.5", () => new MemoryStore({ maxKeys: 1.5 }), "maxKeys"],
     ["MemoryStore(null)", () => new MemoryStore(null as never), "MemoryStore"],
@@ -233,6 +256,33 @@ function unchanged(limiter: Limiter<true>, keys: string[] = ["k"]): () => void {
 }
 
 describe("ArgumentError (ERR_ARGUMENT): a bad call consumes nothing", () => {
+  it("manualClock refuses a time it cannot hold, and keeps its time", () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, "5"]) {
+      expectTyped(
+        thrown(() => manualClock(bad as number)),
+        ArgumentError,
+        "ERR_ARGUMENT",
+      )
+    }
+    const clock = manualClock(1_000)
+    for (const bad of [-5, Number.NaN, Number.POSITIVE_INFINITY, "5"]) {
+      expectTyped(
+        thrown(() => clock.advance(bad as number)),
+        ArgumentError,
+        "ERR_ARGUMENT",
+      )
+      // set may go back in time (a finite -5 is a time), but not to one it cannot hold.
+      if (bad !== -5) {
+        expectTyped(
+          thrown(() => clock.set(bad as number)),
+          ArgumentError,
+          "ERR_ARGUMENT",
+        )
+      }
+    }
+    expect(clock.now()).toBe(1_000)
+  })
+
   const badCosts: [string, unknown][] = [
     ["NaN", Number.NaN],
     ["-1", -1],

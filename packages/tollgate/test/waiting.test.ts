@@ -154,7 +154,25 @@ describe("acquire: FIFO waiting", () => {
     await Promise.all([a, c])
     // Without b, c needs the 5 tokens after a's: 1000 ms instead of 1500 ms.
     expect(times).toEqual([500, 1000])
-    expect(limiter.stats().waiting).toBe(0)
+    // The first limit and the two served waiters; the aborted one never got through.
+    expect(limiter.stats()).toMatchObject({ waiting: 0, allowed: 3, denied: 0 })
+  })
+
+  it("a waiter is counted once, when it is served", async () => {
+    for (const policy of [
+      tokenBucket({ rate: 1, burst: 1 }),
+      fixedWindow({ limit: 1, window: "1s" }),
+    ]) {
+      const clock = manualClock(0)
+      const limiter = createLimiter({ policy, clock })
+      limiter.limit("k")
+      const waiting = limiter.acquire("k")
+      expect(limiter.stats()).toMatchObject({ allowed: 1, denied: 0, waiting: 1 })
+      clock.advance(1000)
+      await flush()
+      await waiting
+      expect(limiter.stats(), policy.kind).toMatchObject({ allowed: 2, denied: 0, waiting: 0 })
+    }
   })
 
   it("an already aborted signal rejects at once and reserves nothing", async () => {

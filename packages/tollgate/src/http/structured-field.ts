@@ -2,6 +2,8 @@
 // Items with Parameters. Serializers for the values tollgate writes, and a strict List
 // parser for the values it reads (an upstream's RateLimit fields, and our own tests).
 
+import { ArgumentError } from "../errors.js"
+
 /** BareItem is a parsed Structured Field value. Byte sequences arrive as Uint8Array. */
 export type BareItem = number | string | boolean | Uint8Array | SfToken | Date
 
@@ -24,7 +26,8 @@ const KEY = /^[a-z*][a-z0-9_\-.*]*$/
 /** sfString serializes a String: printable ASCII, with `"` and `\` escaped. */
 export function sfString(value: string): string {
   if (!/^[\x20-\x7e]*$/.test(value)) {
-    throw new RangeError(
+    throw new ArgumentError(
+      "value",
       `a structured-field string holds printable ASCII only, got ${JSON.stringify(value)}`,
     )
   }
@@ -35,14 +38,19 @@ export function sfString(value: string): string {
 export function sfInteger(value: number): string {
   const n = Math.trunc(value)
   if (!Number.isFinite(n) || Math.abs(n) > 999_999_999_999_999) {
-    throw new RangeError(`a structured-field integer has at most 15 digits, got ${value}`)
+    throw new ArgumentError(
+      "value",
+      `a structured-field integer has at most 15 digits, got ${value}`,
+    )
   }
   return String(n === 0 ? 0 : n)
 }
 
 /** sfKey checks a parameter key: lowercase letter or `*`, then lowercase, digits, `_-.*`. */
 export function sfKey(key: string): string {
-  if (!KEY.test(key)) throw new RangeError(`invalid structured-field key ${JSON.stringify(key)}`)
+  if (!KEY.test(key)) {
+    throw new ArgumentError("key", `invalid structured-field key ${JSON.stringify(key)}`)
+  }
   return key
 }
 

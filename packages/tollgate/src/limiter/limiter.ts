@@ -339,7 +339,9 @@ class RateLimiter implements Limiter<boolean> {
         ? 100
         : parseDuration(options.clockTolerance, "clockTolerance", true),
     )
-    this.#guard = this.#sync ? undefined : new StoreGuard(guardOptions(options))
+    // Checked whatever the store, so that a bad value is found before a switch to Redis.
+    const guarded = guardOptions(options)
+    this.#guard = this.#sync ? undefined : new StoreGuard(guarded)
     this.#ns = this.#open(this.#policy)
     const onStoreError = options.onStoreError ?? "closed"
     if (onStoreError === "closed" || onStoreError === "open") {
@@ -732,6 +734,8 @@ class RateLimiter implements Limiter<boolean> {
         return then(this.#reserveGrant(key, cost, now, maxWait), (grant) => {
           if (!grant.ok) throw new RateLimitError(grant.decision)
           if (grant.delayMs === 0 && !this.#queues.has(key)) return grant.decision
+          // A waiter is counted when it is served (#run), and not at all if it is aborted.
+          this.#allowed--
           const w = this.#waiter(key, cost, true, grant.executeAt, grant.decision)
           w.since = now
           return this.#enqueue(w, signal)

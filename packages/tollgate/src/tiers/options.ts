@@ -87,10 +87,9 @@ export function runtime(options: TieredLimiterOptions): Runtime {
     options.clockTolerance === undefined
       ? 100
       : parseDuration(options.clockTolerance, "clockTolerance", true)
-  const guard =
-    store.synchronous === true
-      ? undefined
-      : new StoreGuard(guardOptions(options as unknown as LimiterOptions))
+  // Checked whatever the store, so that a bad value is found before a switch to Redis.
+  const guarded = guardOptions(options as unknown as LimiterOptions)
+  const guard = store.synchronous === true ? undefined : new StoreGuard(guarded)
   const mode = options.onStoreError ?? "closed"
   let fallback: Store | undefined
   let instances = 1
