@@ -148,7 +148,92 @@ describe("headers timeout", () => {
       clearInterval(keep)
       expect(Date.now() - started).toBeLessThan(4000)
       expect(answer).toMatch(/^HTTP\/1\.1 408/)
+      expect(errorBody(answer)).toEqual({
+        error: { code: "ERR_TIMEOUT", message: expect.any(String) },
+      })
     } finally {
+      await t.close()
+    }
+  })
+})
+
+/** raw sends bytes on a new connection and collects everything until the server closes it. */
+async function raw(url: string, data: string): Promise<string> {
+  const { hostname, port } = new URL(url)
+  const s = connect(Number(port), hostname)
+  let answer = ""
+  s.on("data", (d) => {
+    answer += d.toString()
+  })
+  s.on("error", () => {})
+  s.write(data)
+  await new Promise((r) => s.once("close", r))
+  return answer
+}
+
+/** errorBody parses the JSON body of a raw HTTP answer. */
+function errorBody(answer: string): unknown {
+  return JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))
+}
+
+describe("errors Node answers before fastify", () => {
+  let t: Running
+  beforeAll(async () => {
+    t = await start(CONFIG)
+  })
+  afterAll(() => t.close())
+
+  it("answers headers over the limit with 431 in the documented body", async () => {
+    const answer = await raw(
+      t.url,
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20 * 1024)}\r\n\r\n`,
+    )
+    expect(answer).toMatch(/^HTTP\/1\.1 431 /)
+    expect(answer.toLowerCase()).toContain("content-type: application/json")
+    expect(errorBody(answer)).toEqual({
+      error: { code: "ERR_TOO_LARGE", message: expect.any(String) },
+    })
+  })
+
+  it("answers a request that is not HTTP with 400 in the documented body", async () => {
+    const answer = await raw(t.url, "GARBAGE\r\n\r\n")
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /)
+    expect(errorBody(answer)).toEqual({
+      error: { code: "ERR_ARGUMENT", message: expect.any(String) },
+    })
+  })
+
+  it("still answers real requests afterwards", async () => {
+    expect((await t.get("/healthz")).status).toBe(200)
+  })
+})
+
+describe("shutting down", () => {
+  it("answers a request that arrives while draining with 503 in the documented body", async () => {
+    const t = await start(CONFIG)
+    const { hostname, port } = new URL(t.url)
+    const s = connect(Number(port), hostname)
+    let answer = ""
+    s.on("data", (d) => {
+      answer += d.toString()
+    })
+    s.on("error", () => {})
+    try {
+      // Half a request when shutdown starts: the connection is not idle, so it is kept,
+      // and the request is complete only once the server is closing.
+      s.write("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+      await new Promise((r) => setTimeout(r, 50))
+      const closing = t.server.close()
+      s.write("\r\n")
+      await closing
+      await new Promise((r) => (s.destroyed ? r(undefined) : s.once("close", r)))
+      expect(answer).toMatch(/^HTTP\/1\.1 503 /)
+      expect(answer.toLowerCase()).toContain("connection: close")
+      expect(errorBody(answer)).toEqual({
+        error: { code: "ERR_UNAVAILABLE", message: expect.any(String) },
+      })
+    } finally {
+      s.destroy()
       await t.close()
     }
   })

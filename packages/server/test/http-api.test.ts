@@ -161,10 +161,17 @@ describe("HTTP API", () => {
     const ok = await t.post("/v1/check", { request: { user: "u1" } })
     expect(ok.status).toBe(200)
     expect(ok.body.tiers.user).toMatchObject({ allowed: true, remaining: 1 })
+    // RateLimit-Policy comes with RateLimit, as the docs promise for every decision answer:
+    // the binding tier's quota under the name RateLimit uses ("tiers" until one denies);
+    // a tier's window depends on the plan, so none is given.
+    expect(ok.headers.get("ratelimit-policy")).toBe('"tiers";q=2')
+    expect(ok.headers.get("ratelimit")).toMatch(/^"tiers";r=1;t=\d+$/)
     await t.post("/v1/check", { request: { user: "u1" } })
     const denied = await t.post("/v1/check", { request: { user: "u1" } })
     expect(denied.body).toMatchObject({ allowed: false, tier: "user" })
     expect(denied.headers.get("ratelimit")).toMatch(/^"user";r=0;t=\d+$/)
+    expect(denied.headers.get("ratelimit-policy")).toBe('"user";q=2')
+    expect(denied.headers.get("retry-after")).toMatch(/^\d+$/)
   })
 
   it("answers 400 with the path for bad input", async () => {
@@ -183,7 +190,7 @@ describe("HTTP API", () => {
     }
     const above = await t.post("/v1/limit", { policy: "api", key: "k", cost: 4 })
     expect(above.status).toBe(400)
-    expect(above.body.error.code).toBe("ERR_ARGUMENT")
+    expect(above.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "body.cost" })
     const json = await t.post("/v1/limit", "{not json")
     expect(json.status).toBe(400)
     expect(json.body.error.code).toBe("ERR_ARGUMENT")
@@ -277,5 +284,221 @@ describe("HTTP API over a failing store", () => {
     } finally {
       await t.close()
     }
+  })
+})
+
+/** The reviewer's config: a slow token bucket and two concurrency policies. */
+const LEASES = {
+  policies: {
+    api: { algorithm: "tokenBucket", rate: 1, period: "1m", burst: 3 },
+    c1: { algorithm: "concurrency", limit: 2, leaseTimeout: "5m" },
+    c2: { algorithm: "concurrency", limit: 2, leaseTimeout: "5m" },
+  },
+}
+
+describe("HTTP API: concurrency leases", () => {
+  let t: Running
+  beforeAll(async () => {
+    t = await start(LEASES)
+  })
+  afterAll(() => t.close())
+
+  const held = async (policy: string, key: string) =>
+    2 - (await t.get(`/v1/keys/${policy}/${key}`)).body.remaining
+
+  it("gives every lease an id of its own, and a release frees exactly the lease it names", async () => {
+    const a = await t.post("/v1/limit", { policy: "c1", key: "same" })
+    const b = await t.post("/v1/limit", { policy: "c2", key: "same" })
+    const c = await t.post("/v1/limit", { policy: "c1", key: "other" })
+    for (const x of [a, b, c]) {
+      expect(x.body.allowed).toBe(true)
+      expect(Object.keys(x.body.lease).sort()).toEqual(["expiresAt", "id"])
+      expect(x.body.lease.expiresAt).toBe(t.clock.now() + 300_000)
+      // Usable in a URL as it is.
+      expect(encodeURIComponent(x.body.lease.id)).toBe(x.body.lease.id)
+    }
+    const ids = new Set([a.body.lease.id, b.body.lease.id, c.body.lease.id])
+    expect(ids.size).toBe(3)
+
+    expect((await t.del(`/v1/leases/${b.body.lease.id}`)).status).toBe(204)
+    expect(await held("c2", "same")).toBe(0)
+    expect(await held("c1", "same")).toBe(1)
+    expect(await held("c1", "other")).toBe(1)
+
+    expect((await t.del(`/v1/leases/${a.body.lease.id}`)).status).toBe(204)
+    expect(await held("c1", "same")).toBe(0)
+    expect(await held("c1", "other")).toBe(1)
+    const again = await t.del(`/v1/leases/${a.body.lease.id}`)
+    expect(again.status).toBe(404)
+    expect(again.body.error.code).toBe("ERR_NOT_FOUND")
+    // The store's own ids ("1", "2", ...) name nothing on the server.
+    expect((await t.del("/v1/leases/1")).status).toBe(404)
+    expect(await held("c1", "other")).toBe(1)
+  })
+
+  it("answers a repeated requestId with the same lease id", async () => {
+    const first = await t.post("/v1/limit", { policy: "c2", key: "idem", requestId: "job-1" })
+    const again = await t.post("/v1/limit", { policy: "c2", key: "idem", requestId: "job-1" })
+    expect(again.body.lease.id).toBe(first.body.lease.id)
+    expect(await held("c2", "idem")).toBe(1)
+    expect((await t.del(`/v1/leases/${first.body.lease.id}`)).status).toBe(204)
+    expect(await held("c2", "idem")).toBe(0)
+  })
+
+  it("registers the leases a batch hands out, so they can be released", async () => {
+    const a = await t.post("/v1/limit/batch", {
+      requests: [
+        { policy: "c1", key: "batch" },
+        { policy: "api", key: "batch" },
+        { policy: "c2", key: "batch" },
+      ],
+    })
+    expect(a.status).toBe(200)
+    const [l1, plain, l2] = a.body.decisions
+    expect(plain.lease).toBeUndefined()
+    expect(l1.lease.id).not.toBe(l2.lease.id)
+    expect(await held("c1", "batch")).toBe(1)
+    expect((await t.del(`/v1/leases/${l1.lease.id}`)).status).toBe(204)
+    expect(await held("c1", "batch")).toBe(0)
+    expect(await held("c2", "batch")).toBe(1)
+    expect((await t.del(`/v1/leases/${l2.lease.id}`)).status).toBe(204)
+    expect(await held("c2", "batch")).toBe(0)
+  })
+
+  it("registers a lease taken by /v1/acquire", async () => {
+    const a = await t.post("/v1/acquire", { policy: "c1", key: "acq", maxWait: 0 })
+    expect(a.status).toBe(200)
+    expect(await held("c1", "acq")).toBe(1)
+    expect((await t.del(`/v1/leases/${a.body.lease.id}`)).status).toBe(204)
+    expect(await held("c1", "acq")).toBe(0)
+  })
+})
+
+describe("HTTP API: keys in the path, errors in the documented shape", () => {
+  let t: Running
+  beforeAll(async () => {
+    t = await start(LEASES)
+  })
+  afterAll(() => t.close())
+
+  /** documented: the body is the documented error body and nothing else. */
+  const documented = (body: { error: Record<string, unknown> }, code: string) => {
+    expect(Object.keys(body)).toEqual(["error"])
+    expect(body.error).toMatchObject({ code, message: expect.any(String) })
+    const extra = Object.keys(body.error).filter((k) => !["code", "message", "path"].includes(k))
+    expect(extra).toEqual([])
+  }
+
+  it("peeks and resets a 512-character key that needs URL encoding", async () => {
+    // "€" is three bytes of UTF-8: nine characters once encoded, the longest a key gets.
+    const keys = ["€/ %?#é+".repeat(64), "€".repeat(512)]
+    for (const key of keys) {
+      expect(key.length).toBe(512)
+      const path = `/v1/keys/api/${encodeURIComponent(key)}`
+      for (let i = 0; i < 2; i++) {
+        expect((await t.post("/v1/limit", { policy: "api", key })).body.allowed).toBe(true)
+      }
+      const peek = await t.get(path)
+      expect(peek.status, JSON.stringify(peek.body)).toBe(200)
+      expect(peek.body.remaining).toBe(1)
+      expect((await t.del(path)).status).toBe(204)
+      expect((await t.get(path)).body.remaining).toBe(3)
+    }
+    // The body and the path name the same key: a neighbour is untouched.
+    expect((await t.get(`/v1/keys/api/${encodeURIComponent("€/ %?#é+")}`)).body.remaining).toBe(3)
+  })
+
+  it("refuses a key over 512 characters with 400 naming where it came from", async () => {
+    const long = "k".repeat(513)
+    const peek = await t.get(`/v1/keys/api/${long}`)
+    expect(peek.status).toBe(400)
+    expect(peek.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "params.key" })
+    const reset = await t.del(`/v1/keys/api/${long}`)
+    expect(reset.status).toBe(400)
+    expect(reset.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "params.key" })
+    const body = await t.post("/v1/limit", { policy: "api", key: long })
+    expect(body.status).toBe(400)
+    expect(body.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "body.key" })
+    // Far longer than any key could be: 414, in the documented body.
+    const huge = await t.get(`/v1/keys/api/${"k".repeat(6000)}`)
+    expect(huge.status).toBe(414)
+    documented(huge.body, "ERR_TOO_LARGE")
+  })
+
+  it("answers a malformed URL and an unknown route in the documented body", async () => {
+    const bad = await t.get("/v1/keys/api/%ZZ")
+    expect(bad.status).toBe(400)
+    documented(bad.body, "ERR_ARGUMENT")
+    const badReset = await t.del("/v1/keys/api/%ZZ")
+    expect(badReset.status).toBe(400)
+    documented(badReset.body, "ERR_ARGUMENT")
+    const missing = await t.get("/v1/nowhere")
+    expect(missing.status).toBe(404)
+    documented(missing.body, "ERR_NOT_FOUND")
+  })
+
+  it("answers invalid bodies with ERR_ARGUMENT and the path of the field", async () => {
+    for (const route of ["/v1/acquire", "/v1/reserve"]) {
+      const a = await t.post(route, { policy: "api", key: "x", maxWait: "abc" })
+      expect(a.status, route).toBe(400)
+      expect(a.body.error, route).toMatchObject({ code: "ERR_ARGUMENT", path: "body.maxWait" })
+      expect(a.body.error.message).toMatch(/^body\.maxWait: /)
+      const cost = await t.post(route, { policy: "api", key: "x", cost: 4 })
+      expect(cost.status, route).toBe(400)
+      expect(cost.body.error, route).toMatchObject({ code: "ERR_ARGUMENT", path: "body.cost" })
+      expect(cost.body.error.message).toMatch(/^body\.cost: /)
+    }
+    const cost = await t.post("/v1/limit", { policy: "api", key: "x", cost: 4 })
+    expect(cost.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "body.cost" })
+    expect(cost.body.error.message).toMatch(/^body\.cost: /)
+    const batch = await t.post("/v1/limit/batch", {
+      requests: [
+        { policy: "api", key: "x" },
+        { policy: "api", key: "x" },
+        { policy: "api", key: 5 },
+      ],
+    })
+    expect(batch.status).toBe(400)
+    expect(batch.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "body.requests[2].key" })
+    const batchKey = await t.post("/v1/limit/batch", {
+      requests: [
+        { policy: "c1", key: "first" },
+        { policy: "api", key: "k".repeat(513) },
+      ],
+    })
+    expect(batchKey.status).toBe(400)
+    expect(batchKey.body.error).toMatchObject({
+      code: "ERR_ARGUMENT",
+      path: "body.requests[1].key",
+    })
+    // Refused before anything was decided: no lease is left behind.
+    expect((await t.get("/v1/keys/c1/first")).body.remaining).toBe(2)
+    expect((await t.get("/v1/keys/api/x")).body.remaining).toBe(3)
+  })
+
+  it("answers 415 for every body that is not JSON", async () => {
+    const json = JSON.stringify({ policy: "api", key: "ct" })
+    for (const type of [
+      "text/plain",
+      "text/plain; charset=utf-8",
+      "application/x-www-form-urlencoded",
+      "application/octet-stream",
+    ]) {
+      const a = await t.post("/v1/limit", json, { "content-type": type })
+      expect(a.status, type).toBe(415)
+      documented(a.body, "ERR_ARGUMENT")
+    }
+    // No content type at all, with a body.
+    const res = await fetch(`${t.url}/v1/limit`, {
+      method: "POST",
+      body: new TextEncoder().encode(json),
+    })
+    expect(res.status).toBe(415)
+    documented(await res.json(), "ERR_ARGUMENT")
+    // Nothing was counted; JSON with a charset is JSON.
+    const ok = await t.post("/v1/limit", json, {
+      "content-type": "application/json; charset=utf-8",
+    })
+    expect(ok.body).toMatchObject({ allowed: true, remaining: 2 })
   })
 })

@@ -127,3 +127,67 @@ ${site}
     expect(peek.body.remaining).toBe(0)
   })
 })
+
+// The endpoint itself, asked directly (no nginx needed).
+describe("GET /v1/auth", () => {
+  let t: Running
+  beforeAll(async () => {
+    t = await start({
+      policies: {
+        api: { algorithm: "tokenBucket", rate: 1, period: "1m", burst: 3 },
+        c1: { algorithm: "concurrency", limit: 2, leaseTimeout: "5m" },
+      },
+      nginx: { policy: "c1", keyHeaders: ["x-api-key"], trustedProxies: 1 },
+    })
+  })
+  afterAll(() => t.close())
+
+  const held = async () =>
+    2 - (await t.get(`/v1/keys/c1/${encodeURIComponent("h:x-api-key:K7")}`)).body.remaining
+
+  it("refuses a concurrency policy with 400 naming it, taking no lease", async () => {
+    // auth_request has no "done" call, so a lease taken here could never be released.
+    for (let i = 0; i < 3; i++) {
+      const a = await t.get("/v1/auth?policy=c1", { "x-api-key": "K7" })
+      expect(a.status).toBe(400)
+      expect(a.body.error).toMatchObject({ code: "ERR_UNSUPPORTED", path: "query.policy" })
+      expect(a.body.error.message).toContain('"c1"')
+      expect(a.headers.get("retry-after")).toBeNull()
+    }
+    // The config's nginx.policy is refused the same way.
+    const byDefault = await t.get("/v1/auth", { "x-api-key": "K7" })
+    expect(byDefault.status).toBe(400)
+    expect(byDefault.body.error.code).toBe("ERR_UNSUPPORTED")
+    expect(byDefault.body.error.message).toContain('"c1"')
+    expect(byDefault.body.error.message).toContain("nginx.policy")
+    expect(await held()).toBe(0)
+  })
+
+  it("decides other policies: 204, then 429 with Retry-After", async () => {
+    const statuses = []
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await t.get("/v1/auth?policy=api", { "x-api-key": "K8" })).status)
+    }
+    expect(statuses).toEqual([204, 204, 204, 429])
+  })
+
+  it("ignores a forwarded request's body, whatever its type", async () => {
+    const res = await fetch(`${t.url}/v1/auth?policy=api`, {
+      method: "POST",
+      headers: { "x-api-key": "K9", "content-type": "text/plain" },
+      body: "the client's own body",
+    })
+    expect(res.status).toBe(204)
+    const empty = await fetch(`${t.url}/v1/auth?policy=api`, {
+      method: "POST",
+      headers: { "x-api-key": "K9", "content-type": "application/json" },
+    })
+    expect(empty.status).toBe(204)
+  })
+
+  it("names the header when its value is too long to be a key", async () => {
+    const a = await t.get("/v1/auth?policy=api", { "x-api-key": "v".repeat(600) })
+    expect(a.status).toBe(400)
+    expect(a.body.error).toMatchObject({ code: "ERR_ARGUMENT", path: "headers.x-api-key" })
+  })
+})

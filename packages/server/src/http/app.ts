@@ -1,18 +1,20 @@
 // The HTTP side: one fastify instance with the decision routes, the nginx endpoint,
 // health, metrics, admin and the dashboard. Limits that protect the server itself are set
 // here: body size, header and idle timeouts (a client trickling its headers is cut off
-// after `headersTimeoutMs`, checked every second), and JSON errors for every failure.
+// after `headersTimeoutMs`, checked every second), and JSON errors for every failure —
+// fastify's own (bad URL, path too long, no route) and Node's (headers too slow or too
+// large) included, all in the one error body of errors.ts.
 
 import { readFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { createRequire } from "node:module"
-import Fastify, { type FastifyInstance } from "fastify"
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify"
 import type { Clock } from "../lib.js"
 import type { Decider } from "../service.js"
 import { authRequestRoute } from "./auth-request.js"
 import { type Access, Bearer, type Tokens } from "./bearer.js"
-import { CODES, HttpError, toErrorAnswer } from "./errors.js"
-import { decisionRoutes } from "./routes.js"
+import { CODES, clientErrorAnswer, HttpError, toErrorAnswer } from "./errors.js"
+import { decisionRoutes, MAX_KEY_LENGTH } from "./routes.js"
 
 export interface Health {
   ready: boolean
@@ -58,8 +60,29 @@ export function buildHttp(o: HttpOptions): FastifyInstance {
     keepAliveTimeout: o.idleTimeoutMs,
     requestTimeout: o.requestTimeoutMs,
     connectionTimeout: 0,
-    return503OnClosing: true,
+    // While shutting down, new requests are answered 503 by the onRequest hook below, in
+    // the documented error body (fastify's own 503 has a body of its own).
+    return503OnClosing: false,
     forceCloseConnections: "idle",
+    routerOptions: {
+      // A key in a path (/v1/keys/:policy/:key) may be MAX_KEY_LENGTH characters, each of
+      // which may take nine once percent-encoded (a three-byte UTF-8 character).
+      maxParamLength: MAX_KEY_LENGTH * 9,
+    },
+    // A bad percent-encoding or an over-long path segment is refused by the router before
+    // any route runs; answer those in the documented error body too.
+    frameworkErrors: (error, _request, reply) => {
+      const a = toErrorAnswer(error)
+      ;(reply as unknown as FastifyReply).code(a.status).headers(a.headers).send(a.body)
+    },
+    // Requests Node's parser refuses (headers too slow or too large, not HTTP) never reach
+    // fastify: answer them on the socket, in the same error body, and close it.
+    clientErrorHandler: (error, socket) => {
+      if (error.code === "ECONNRESET" || socket.destroyed) return
+      const busy = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+      if (socket.writable && !busy?.headersSent) socket.write(clientErrorAnswer(error))
+      socket.destroy(error)
+    },
     serverFactory: (handler) =>
       createServer(
         {
@@ -74,7 +97,15 @@ export function buildHttp(o: HttpOptions): FastifyInstance {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   })
   const bearer = new Bearer(o.tokens)
+  // JSON is the only body the API reads: without fastify's text/plain parser, a text body
+  // is refused with 415 like any other type that is not JSON.
+  app.removeContentTypeParser("text/plain")
 
+  app.addHook("onRequest", async () => {
+    if (o.closing()) {
+      throw new HttpError(503, CODES.unavailable, "the server is shutting down")
+    }
+  })
   app.addHook("onRequest", async (request) => {
     const access = (request.routeOptions.config as { access?: Access } | undefined)?.access
     if (access !== undefined) bearer.check(access, request.headers.authorization)

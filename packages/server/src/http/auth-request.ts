@@ -2,16 +2,31 @@
 // forward-auth hook). 204 when allowed, 429 with Retry-After when not, RateLimit headers
 // on both. The key is the first configured header the request carries, else the client
 // address the proxy reports; the two kinds of key never meet (`h:` and `ip:` prefixes).
+// A concurrency policy is refused here (400 ERR_UNSUPPORTED): a proxy's sub-request has
+// no "done" call, so a lease taken for it could never be released.
 
 import type { FastifyInstance } from "fastify"
-import { clientAddress } from "../lib.js"
+import { clientAddress, type Decision } from "../lib.js"
 import type { Decider } from "../service.js"
 import { decisionHeaders } from "./decision-json.js"
-import { CODES, HttpError } from "./errors.js"
+import { atField, CODES, HttpError } from "./errors.js"
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const
 
 export function authRequestRoute(app: FastifyInstance, decider: Decider): void {
+  // In a scope of its own: the endpoint reads no body, and a proxy may forward the
+  // client's (of any type), so every body is accepted here and left unread.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser("*", (_request, payload, done) => {
+      payload.resume()
+      done(null, undefined)
+    })
+    route(scope, decider)
+  })
+}
+
+function route(app: FastifyInstance, decider: Decider): void {
   app.route<{ Querystring: { policy?: string; cost?: string } }>({
     method: [...METHODS],
     url: "/v1/auth",
@@ -38,16 +53,27 @@ export function authRequestRoute(app: FastifyInstance, decider: Decider): void {
           "query.policy",
         )
       }
+      const fromQuery = request.query.policy !== undefined
       const e = limits.policies.get(name)
       if (e === undefined) {
         throw new HttpError(404, CODES.notFound, `unknown policy "${name}"`, "query.policy")
       }
+      if (e.policy.kind === "concurrency") {
+        throw new HttpError(
+          400,
+          "ERR_UNSUPPORTED",
+          `policy "${name}"${fromQuery ? "" : " (the config's nginx.policy)"} is a concurrency policy: /v1/auth has no way to release the lease it would take; use a rate policy here, or /v1/limit and DELETE /v1/leases/:id`,
+          fromQuery ? "query.policy" : undefined,
+        )
+      }
       let key: string | undefined
+      let keyHeader: string | undefined
       for (const header of settings?.keyHeaders ?? []) {
         const v = request.headers[header]
         const value = Array.isArray(v) ? v[0] : v
         if (value !== undefined && value !== "") {
           key = `h:${header}:${value}`
+          keyHeader = header
           break
         }
       }
@@ -69,7 +95,18 @@ export function authRequestRoute(app: FastifyInstance, decider: Decider): void {
         key = `ip:${address}`
       }
       const cost = request.query.cost === undefined ? undefined : Number(request.query.cost)
-      const d = await decider.limit(e, key, cost, undefined, "auth")
+      let d: Decision
+      try {
+        d = await decider.limit(e, key, cost, undefined, "auth")
+      } catch (error) {
+        throw atField(error, (argument) =>
+          argument === "cost"
+            ? "query.cost"
+            : argument === "key" && keyHeader !== undefined
+              ? `headers.${keyHeader}`
+              : undefined,
+        )
+      }
       reply.headers(decisionHeaders(e.name, e.policyHeader, d))
       reply.code(d.allowed ? 204 : 429)
       if (d.allowed) return reply.send()

@@ -23,8 +23,12 @@ export interface DecisionJson {
 
 const finite = (n: number): number | null => (Number.isFinite(n) ? n : null)
 
-/** decisionJson writes a Decision for a JSON body. */
-export function decisionJson(d: Decision, policy?: string): DecisionJson {
+/**
+ * decisionJson writes a Decision for a JSON body. Its lease is written only with
+ * `leaseId`, the id the server registered it under: the store's own lease id is unique
+ * within one policy only, so it is never handed to a client.
+ */
+export function decisionJson(d: Decision, policy?: string, leaseId?: string): DecisionJson {
   const out: DecisionJson = {
     allowed: d.allowed,
     limit: finite(d.limit),
@@ -35,7 +39,9 @@ export function decisionJson(d: Decision, policy?: string): DecisionJson {
   if (policy !== undefined) out.policy = policy
   if (d.tier !== undefined) out.tier = d.tier
   if (d.degraded !== undefined) out.degraded = d.degraded
-  if (d.lease !== undefined) out.lease = { id: d.lease.id, expiresAt: Math.ceil(d.lease.expiresAt) }
+  if (d.lease !== undefined && leaseId !== undefined) {
+    out.lease = { id: leaseId, expiresAt: Math.ceil(d.lease.expiresAt) }
+  }
   return out
 }
 

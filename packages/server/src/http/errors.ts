@@ -2,6 +2,7 @@
 // stable code — the library's (ERR_ARGUMENT, ERR_RATE_LIMITED, ERR_STORE, ...) or one of
 // the server's own below — and the status that says what happened.
 
+import { STATUS_CODES } from "node:http"
 import {
   ArgumentError,
   ConfigError,
@@ -18,7 +19,8 @@ export const CODES = {
   unauthorized: "ERR_UNAUTHORIZED", // 401: no or wrong bearer token
   forbidden: "ERR_FORBIDDEN", // 403: a decision token on an admin endpoint
   notFound: "ERR_NOT_FOUND", // 404: no such route, policy, reservation or lease
-  tooLarge: "ERR_TOO_LARGE", // 413: body or batch over the cap
+  timeout: "ERR_TIMEOUT", // 408: headers or the whole request too slow to arrive
+  tooLarge: "ERR_TOO_LARGE", // 413, 414, 431: body, batch, path segment or headers over the cap
   unavailable: "ERR_UNAVAILABLE", // 503: shutting down
   internal: "ERR_INTERNAL", // 500
 } as const
@@ -78,7 +80,7 @@ export function toErrorAnswer(error: unknown): ErrorAnswer {
   const e = error as FastifyLikeError
   if (e?.validation !== undefined && e.validation.length > 0) {
     const v = e.validation[0]
-    let path = `${e.validationContext ?? "body"}${(v.instancePath ?? "").replace(/\//g, ".")}`
+    let path = `${e.validationContext ?? "body"}${fieldPath(v.instancePath ?? "")}`
     let message = v.message ?? "invalid"
     if (typeof v.params?.missingProperty === "string") {
       path += `.${v.params.missingProperty}`
@@ -90,6 +92,10 @@ export function toErrorAnswer(error: unknown): ErrorAnswer {
     return answer(400, "ERR_ARGUMENT", `${path}: ${message}`, path)
   }
   switch (e?.code) {
+    case "FST_ERR_BAD_URL":
+      return answer(400, "ERR_ARGUMENT", "the URL path is not valid percent-encoding")
+    case "FST_ERR_MAX_PARAM_LENGTH":
+      return answer(414, CODES.tooLarge, "a segment of the URL path is longer than any key can be")
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return answer(413, CODES.tooLarge, "request body is larger than this server accepts")
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
@@ -106,4 +112,76 @@ export function toErrorAnswer(error: unknown): ErrorAnswer {
     return answer(e.statusCode, "ERR_ARGUMENT", e.message)
   }
   return answer(500, CODES.internal, "internal error")
+}
+
+/**
+ * fieldPath turns a JSON pointer from schema validation ("/requests/3/policy") into the
+ * path form the docs use (".requests[3].policy"): array indexes in brackets.
+ */
+function fieldPath(pointer: string): string {
+  if (pointer === "") return ""
+  let out = ""
+  for (const part of pointer.slice(1).split("/")) {
+    const name = part.replace(/~1/g, "/").replace(/~0/g, "~")
+    out += /^(0|[1-9][0-9]*)$/.test(name) ? `[${name}]` : `.${name}`
+  }
+  return out
+}
+
+/**
+ * atField restates a library ArgumentError about one of the call's arguments (`key`,
+ * `cost`, ...) as one about the request field it came from, e.g. `body.cost` or
+ * `params.key`: `where` names that field, or answers undefined to leave the error as it is.
+ * Anything else is answered unchanged.
+ */
+export function atField(error: unknown, where: (argument: string) => string | undefined): unknown {
+  if (!(error instanceof ArgumentError)) return error
+  const path = where(error.argument)
+  if (path === undefined) return error
+  const own = `${error.argument}: `
+  const message = error.message.startsWith(own) ? error.message.slice(own.length) : error.message
+  return new ArgumentError(path, message)
+}
+
+/** inBody names the body fields the library's arguments come from on the JSON routes. */
+export function inBody(prefix = "body"): (argument: string) => string | undefined {
+  return (argument) => (BODY_FIELDS.has(argument) ? `${prefix}.${argument}` : undefined)
+}
+
+const BODY_FIELDS = new Set(["key", "cost", "requestId", "maxWait"])
+
+/**
+ * clientErrorAnswer is the raw HTTP answer to a request Node's parser refused before
+ * fastify saw it (headers too slow or too large, not HTTP at all), in the same error body
+ * as every other answer. The connection is closed afterwards.
+ */
+export function clientErrorAnswer(error: { code?: string }): string {
+  let status = 400
+  let body: ErrorAnswer["body"]
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408
+    body = {
+      error: {
+        code: CODES.timeout,
+        message: "the request did not arrive in time (headers or body too slow)",
+      },
+    }
+  } else if (error.code === "HPE_HEADER_OVERFLOW") {
+    status = 431
+    body = {
+      error: {
+        code: CODES.tooLarge,
+        message: "the request line and headers are larger than this server accepts",
+      },
+    }
+  } else {
+    body = { error: { code: "ERR_ARGUMENT", message: "malformed HTTP request" } }
+  }
+  const text = JSON.stringify(body)
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+    "Connection: close\r\n" +
+    "Content-Type: application/json; charset=utf-8\r\n" +
+    `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
+  )
 }

@@ -2,22 +2,28 @@
 // acquire with a bounded wait, reserve and cancel, peek, reset and lease release.
 // Bodies are checked by JSON schemas before a handler runs; a handler checks what a
 // schema cannot (the policy exists, the cost fits it) before anything is consumed.
+// A concurrency policy's lease gets an id of the server's own (a random UUID): the
+// store's lease ids are only unique within one policy, so the server keeps the map from
+// its id to the lease it names, and DELETE /v1/leases/:id ends exactly that lease.
 
 import { randomUUID } from "node:crypto"
 import type { FastifyInstance, FastifyReply } from "fastify"
 import {
   ArgumentError,
   type Clock,
+  ConfigError,
   type Decision,
   parseDuration,
   type Reservation,
+  rateLimitPolicyHeader,
+  type TieredDecision,
   UnsupportedError,
 } from "../lib.js"
 import type { Enforced } from "../limits.js"
 import type { Decider } from "../service.js"
 import type { Access } from "./bearer.js"
 import { decisionHeaders, decisionJson, tieredJson } from "./decision-json.js"
-import { CODES, HttpError } from "./errors.js"
+import { atField, CODES, HttpError, inBody } from "./errors.js"
 
 export interface RouteOptions {
   decider: Decider
@@ -28,7 +34,16 @@ export interface RouteOptions {
   waits: Set<AbortController>
 }
 
-const key = { type: "string", minLength: 1, maxLength: 4096 } as const
+/**
+ * MAX_KEY_LENGTH: the longest key, in characters (UTF-16 code units, as the library counts
+ * them). It is the maxKeyLength the server's limiters are built with (limits.ts); checking
+ * it in the schema refuses a batch with a long key before any of it is decided.
+ */
+export const MAX_KEY_LENGTH = 512
+
+type Lease = NonNullable<Decision["lease"]>
+
+const key = { type: "string", minLength: 1, maxLength: MAX_KEY_LENGTH } as const
 const policy = { type: "string", minLength: 1, maxLength: 64 } as const
 const cost = { type: "number", minimum: 0 } as const
 const requestId = { type: "string", minLength: 1, maxLength: 512 } as const
@@ -77,6 +92,10 @@ class Tracked<T> {
     this.#items.set(id, { item, until })
   }
 
+  has(id: string): boolean {
+    return this.#items.has(id)
+  }
+
   take(id: string): T | undefined {
     const entry = this.#items.get(id)
     if (entry === undefined) return undefined
@@ -90,11 +109,49 @@ class Tracked<T> {
   }
 }
 
+/**
+ * Leases: the leases handed out, under ids of the server's own. The same lease (a
+ * repeated requestId answers the first decision again) keeps the same id, so the store's
+ * id is remembered per policy and key.
+ */
+class Leases {
+  readonly #tracked: Tracked<{ lease: Lease; ref: string }>
+  /** #ids: the server's id for each (policy, key, store lease id) handed out. */
+  readonly #ids = new Map<string, string>()
+
+  constructor(now: () => number) {
+    this.#tracked = new Tracked(now)
+  }
+
+  /** register remembers a lease of policy `policy` and answers the id to give the client. */
+  register(policy: string, lease: Lease): string {
+    const ref = JSON.stringify([policy, lease.key, lease.id])
+    const known = this.#ids.get(ref)
+    if (known !== undefined && this.#tracked.has(known)) return known
+    const id = randomUUID()
+    this.#tracked.add(id, { lease, ref }, lease.expiresAt)
+    this.#ids.set(ref, id)
+    return id
+  }
+
+  /** take forgets the lease with this id and answers it, unless it is unknown or expired. */
+  take(id: string): Lease | undefined {
+    const entry = this.#tracked.take(id)
+    if (entry !== undefined) this.#ids.delete(entry.ref)
+    return entry?.lease
+  }
+
+  sweep(): void {
+    this.#tracked.sweep()
+    for (const [ref, id] of this.#ids) if (!this.#tracked.has(id)) this.#ids.delete(ref)
+  }
+}
+
 export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
   const { decider } = o
   const now = () => o.clock.now()
   const reservations = new Tracked<Reservation>(now)
-  const leases = new Tracked<NonNullable<Decision["lease"]>>(now)
+  const leases = new Leases(now)
 
   const enforced = (name: string, path: string, status = 400): Enforced => {
     const e = decider.limits.policies.get(name)
@@ -110,10 +167,13 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
     return e
   }
 
+  /** json writes a decision, registering its lease (if any) under the server's own id. */
+  const json = (e: Enforced, d: Decision) =>
+    decisionJson(d, e.name, d.lease === undefined ? undefined : leases.register(e.name, d.lease))
+
   const send = (reply: FastifyReply, e: Enforced, d: Decision) => {
     reply.headers(decisionHeaders(e.name, e.policyHeader, d))
-    if (d.lease !== undefined) leases.add(d.lease.id, d.lease, d.lease.expiresAt)
-    return decisionJson(d, e.name)
+    return json(e, d)
   }
 
   app.post<{ Body: { policy: string; key: string; cost?: number; requestId?: string } }>(
@@ -125,7 +185,13 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
     async (request, reply) => {
       const b = request.body
       const e = enforced(b.policy, "body.policy")
-      return send(reply, e, await decider.limit(e, b.key, b.cost, b.requestId, "http"))
+      let d: Decision
+      try {
+        d = await decider.limit(e, b.key, b.cost, b.requestId, "http")
+      } catch (error) {
+        throw atField(error, inBody())
+      }
+      return send(reply, e, d)
     },
   )
 
@@ -168,12 +234,27 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
         }
         return e
       })
-      const decisions = await Promise.all(
-        items.map((item, i) =>
-          decider.limit(targets[i], item.key, item.cost, item.requestId, "http"),
-        ),
+      const settled = await Promise.allSettled(
+        items.map(async (item, i) => {
+          try {
+            return await decider.limit(targets[i], item.key, item.cost, item.requestId, "http")
+          } catch (error) {
+            throw atField(error, inBody(`body.requests[${i}]`))
+          }
+        }),
       )
-      return { decisions: decisions.map((d, i) => decisionJson(d, targets[i].name)) }
+      const failed = settled.find((r) => r.status === "rejected")
+      if (failed !== undefined) {
+        // The client sees only the error, never the leases the other items took: give
+        // them back rather than hold the slots until they time out.
+        for (const r of settled) {
+          if (r.status === "fulfilled")
+            void Promise.resolve(r.value.lease?.release()).catch(() => {})
+        }
+        throw failed.reason
+      }
+      const decisions = settled.map((r) => (r as PromiseFulfilledResult<Decision>).value)
+      return { decisions: decisions.map((d, i) => json(targets[i], d)) }
     },
   )
 
@@ -221,7 +302,7 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
       }
       if (d.degraded !== undefined) decider.metrics.fallback(d.degraded)
       decider.stats.record("tiers", d.allowed, d.allowed ? undefined : tierKey(d.tier, b.request))
-      reply.headers(decisionHeaders(d.tier ?? "tiers", undefined, d))
+      reply.headers(tieredHeaders(d))
       return tieredJson(d)
     },
   )
@@ -272,7 +353,7 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
           const d = (error as { decision: Decision }).decision
           reply.headers(decisionHeaders(e.name, e.policyHeader, d))
         }
-        return decider.failed(e.name, error, "http")
+        return decider.failed(e.name, atField(error, inBody()), "http")
       } finally {
         o.waits.delete(controller)
         reply.raw.off("close", onClose)
@@ -302,7 +383,7 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
       try {
         r = await e.limiter.reserve(b.key, { cost: b.cost, maxWait })
       } catch (error) {
-        return decider.failed(e.name, error, "http")
+        return decider.failed(e.name, atField(error, inBody()), "http")
       }
       decider.record(e.name, r.decision, b.key)
       const id = r.ok ? randomUUID() : undefined
@@ -313,7 +394,7 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
         ok: r.ok,
         executeAt: Math.ceil(r.executeAt),
         delayMs: Math.ceil(r.delayMs),
-        decision: decisionJson(r.decision, e.name),
+        decision: json(e, r.decision),
       }
     },
   )
@@ -352,12 +433,12 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
     "/v1/keys/:policy/:key",
     { config: config("decision") },
     async (request, reply) => {
-      const e = enforced(request.params.policy, "policy", 404)
+      const e = enforced(request.params.policy, "params.policy", 404)
       let d: Decision
       try {
         d = await e.limiter.peek(request.params.key)
       } catch (error) {
-        return decider.failed(e.name, error, "http")
+        return decider.failed(e.name, atField(error, inParams), "http")
       }
       return send(reply, e, d)
     },
@@ -367,11 +448,11 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
     "/v1/keys/:policy/:key",
     { config: config("admin") },
     async (request, reply) => {
-      const e = enforced(request.params.policy, "policy", 404)
+      const e = enforced(request.params.policy, "params.policy", 404)
       try {
         await e.limiter.reset(request.params.key)
       } catch (error) {
-        return decider.failed(e.name, error, "http")
+        return decider.failed(e.name, atField(error, inParams), "http")
       }
       reply.code(204)
     },
@@ -385,10 +466,36 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
   app.addHook("onClose", async () => clearInterval(sweeper))
 }
 
+/** inParams: the key of /v1/keys/:policy/:key comes from the path. */
+const inParams = (argument: string) => (argument === "key" ? "params.key" : undefined)
+
+/**
+ * tieredHeaders are the header fields of a multi-tier decision: the binding tier's
+ * RateLimit-Policy (its quota; a tier's window depends on the plan and is not in the
+ * decision, so `w` is left out, as the library's middleware does) and RateLimit.
+ */
+function tieredHeaders(d: TieredDecision): Record<string, string> {
+  const name = d.tier ?? "tiers"
+  const headers = decisionHeaders(name, undefined, d)
+  if (Number.isFinite(d.limit)) {
+    headers["ratelimit-policy"] = rateLimitPolicyHeader([
+      { name, quota: Math.floor(d.limit + 1e-9) },
+    ])
+  }
+  return headers
+}
+
 /** waitMs reads a maxWait (ms or duration string), at most `cap`; default the cap. */
 function waitMs(value: number | string | undefined, cap: number): number {
   if (value === undefined) return cap
-  const ms = parseDuration(value, "body.maxWait", true)
+  let ms: number
+  try {
+    ms = parseDuration(value, "body.maxWait", true)
+  } catch (error) {
+    // An invalid duration in a request is a bad argument, not a bad config.
+    if (!(error instanceof ConfigError)) throw error
+    throw new ArgumentError("body.maxWait", error.message.replace(/^body\.maxWait: /, ""))
+  }
   if (ms > cap) {
     throw new ArgumentError("body.maxWait", `${ms} ms is longer than this server waits (${cap} ms)`)
   }
