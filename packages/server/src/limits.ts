@@ -70,6 +70,14 @@ export interface RuleLimit {
   readonly block: boolean
   readonly shadow: boolean
   readonly envoy: EnvoyLimit
+  /** policyHeader: the rule's RateLimit-Policy value (`q=0` and its unit for a block rule). */
+  readonly policyHeader: string
+  /**
+   * windowMs: one whole window of the rule: the unit of a block rule, else the policy's
+   * window (for a token bucket, the time it takes to refill from empty). A call that can
+   * never pass is told to come back after this long.
+   */
+  readonly windowMs: number
 }
 
 export interface NginxSettings {
@@ -107,23 +115,53 @@ const UNITS: [number, number][] = [
   [86_400_000, UNIT.DAY],
 ]
 
-/** envoyLimit states a policy as Envoy's requests per unit (rounded down). */
+/**
+ * PER_UNIT: the units a limit may be stated in, shortest first, with Envoy's lengths
+ * (its reference service counts a month as 30 days and a year as 365).
+ */
+const PER_UNIT: [number, number][] = [
+  ...UNITS,
+  [7 * 86_400_000, UNIT.WEEK],
+  [30 * 86_400_000, UNIT.MONTH],
+  [365 * 86_400_000, UNIT.YEAR],
+]
+
+const CALENDAR_UNIT = { day: UNIT.DAY, week: UNIT.WEEK, month: UNIT.MONTH }
+
+/**
+ * envoyLimit states a policy as Envoy's requests per unit. The unit is ours to choose:
+ * the shortest unit no shorter than the policy's period or window in which the count is
+ * a whole number (0.5 per second is 30 per minute), else the shortest in which it is at
+ * least 1, rounded down. A calendar window is stated in its own unit.
+ */
 export function envoyLimit(policy: Policy, name: string): EnvoyLimit {
   if (policy.kind === "concurrency") {
     return { name, requests_per_unit: Math.floor(policy.limit), unit: UNIT.UNKNOWN }
   }
-  const [amount, span] =
-    policy.kind === "tokenBucket" ? [policy.rate, policy.periodMs] : [policy.limit, policy.windowMs]
-  for (const [ms, unit] of UNITS) {
-    if (span <= ms) {
-      return { name, requests_per_unit: Math.floor((amount * ms) / span + 1e-9), unit }
+  if (policy.kind === "fixedWindow" && policy.calendar !== undefined) {
+    return {
+      name,
+      requests_per_unit: Math.floor(policy.limit),
+      unit: CALENDAR_UNIT[policy.calendar],
     }
   }
-  return {
-    name,
-    requests_per_unit: Math.floor((amount * 86_400_000) / span + 1e-9),
-    unit: UNIT.DAY,
+  const [amount, span] =
+    policy.kind === "tokenBucket" ? [policy.rate, policy.periodMs] : [policy.limit, policy.windowMs]
+  let roundedDown: EnvoyLimit | undefined
+  for (const [ms, unit] of PER_UNIT) {
+    if (ms < span) continue
+    const per = (amount * ms) / span
+    const whole = Math.round(per)
+    if (whole >= 1 && Math.abs(per - whole) <= 1e-9 * per) {
+      return { name, requests_per_unit: whole, unit }
+    }
+    if (roundedDown === undefined && per >= 1) {
+      roundedDown = { name, requests_per_unit: Math.floor(per + 1e-9), unit }
+    }
   }
+  if (roundedDown !== undefined) return roundedDown
+  const [ms, unit] = PER_UNIT[PER_UNIT.length - 1]
+  return { name, requests_per_unit: Math.floor((amount * ms) / span + 1e-9), unit }
 }
 
 const SAFE_PREFIX = /^[\w.\-=/]{1,200}$/
@@ -205,6 +243,8 @@ export function prepareLimits(
             block: true,
             shadow,
             envoy: { name, requests_per_unit: 0, unit: UNITS.find(([ms]) => ms === unitMs)![1] },
+            policyHeader: rateLimitPolicyHeader([{ name, quota: 0, windowSeconds: unitMs / 1000 }]),
+            windowMs: unitMs,
           }
         }
         policy = fixedWindow({ limit: per, window: unitMs })
@@ -223,7 +263,14 @@ export function prepareLimits(
         return undefined
       }
       const enforced = enforce(name, rulePrefix(d.domain, id), policy, oldRules.get(name), 4096)
-      return { enforced, block: false, shadow, envoy: envoyLimit(policy, name) }
+      return {
+        enforced,
+        block: false,
+        shadow,
+        envoy: envoyLimit(policy, name),
+        policyHeader: enforced.policyHeader,
+        windowMs: policy.windowMs,
+      }
     }
     domains.set(d.domain, buildTree(d.descriptors, `domains[${i}].descriptors`, limitOf))
   })

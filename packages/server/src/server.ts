@@ -7,7 +7,14 @@
 import type * as grpc from "@grpc/grpc-js"
 import { ServerCredentials } from "@grpc/grpc-js"
 import type { FastifyInstance } from "fastify"
-import { checkConfig, type LoadedConfig, parseConfig, readConfig } from "./config/load.js"
+import {
+  checkConfig,
+  type LoadedConfig,
+  parseConfig,
+  readConfig,
+  readConfigText,
+  textHash,
+} from "./config/load.js"
 import { type FileWatch, watchFile } from "./config/watch.js"
 import { createRlsServer } from "./grpc/rls.js"
 import { buildHttp, type Health } from "./http/app.js"
@@ -237,6 +244,19 @@ export class TollgateServer {
   }
 
   #hash = ""
+  /** #rejected: the last content rejected since the config in force was loaded, and why. */
+  #rejected: { seen: string; error: NonNullable<ReloadResult["error"]> } | undefined
+
+  /** #input reads the config's source: a hash of its content, and how to check it. */
+  async #input(): Promise<{ hash: string; load: () => LoadedConfig }> {
+    const c = this.#o.config
+    if (typeof c === "string") {
+      const text = await readConfigText(c)
+      return { hash: textHash(text), load: () => parseConfig(text, c) }
+    }
+    const loaded = await this.#load()
+    return { hash: loaded.hash, load: () => loaded }
+  }
 
   /**
    * reload reads the config file again. A valid config is applied at once (counts carry
@@ -250,13 +270,25 @@ export class TollgateServer {
 
   async #reload(): Promise<ReloadResult> {
     if (this.#closing !== undefined) return { ok: false, version: this.#limits.version }
+    // seen: what was read this time (a content hash, or why nothing could be read).
+    let seen: string | undefined
     try {
-      const loaded = await this.#load()
-      if (loaded.hash === this.#hash) return { ok: true, version: this.#limits.version }
+      const input = await this.#input()
+      seen = input.hash
+      if (input.hash === this.#hash) {
+        // Back to the config in force: a rejected edit seen later counts as a new one.
+        this.#rejected = undefined
+        return { ok: true, version: this.#limits.version }
+      }
+      if (input.hash === this.#rejected?.seen) {
+        return { ok: false, version: this.#limits.version, error: this.#rejected.error }
+      }
+      const loaded = input.load()
       const commit = prepareLimits(loaded, this.#runtime, this.#limits)
       this.#limits = commit()
       this.#hash = loaded.hash
       this.#lastError = undefined
+      this.#rejected = undefined
       this.metrics.reload(true)
       this.metrics.configLoaded(loaded.version, this.clock.now())
       this.#log("info", "config reloaded", { version: loaded.version })
@@ -264,6 +296,13 @@ export class TollgateServer {
     } catch (error) {
       const path = error instanceof ConfigError ? error.path : ""
       const message = error instanceof Error ? error.message : String(error)
+      seen ??= `unread: ${message}`
+      // The same rejected content seen again (the file watch and the poll both noticed
+      // one edit, or the file was touched) is not a new failure: answer it, count nothing.
+      if (seen === this.#rejected?.seen) {
+        return { ok: false, version: this.#limits.version, error: this.#rejected.error }
+      }
+      this.#rejected = { seen, error: { path, message } }
       this.#lastError = { path, message }
       this.metrics.reload(false)
       this.#log("error", "config rejected; the previous config stays in force", {

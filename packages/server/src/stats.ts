@@ -115,7 +115,8 @@ export class DashboardStats {
     const n = Math.min(span, SECONDS - 1)
     const seconds: number[] = []
     for (let s = last - n + 1; s <= last; s++) seconds.push(s)
-    const policies: SeriesSnapshot["policies"] = {}
+    // Built from entries, so that no name could ever reach the object's prototype.
+    const policies: [string, SeriesSnapshot["policies"][string]][] = []
     for (const [name, ring] of this.#rings) {
       const allowed: number[] = []
       const denied: number[] = []
@@ -125,9 +126,9 @@ export class DashboardStats {
         allowed.push(here ? ring.allowed[i] : 0)
         denied.push(here ? ring.denied[i] : 0)
       }
-      policies[name] = { allowed, denied }
+      policies.push([name, { allowed, denied }])
     }
-    return { seconds, policies }
+    return { seconds, policies: Object.fromEntries(policies) }
   }
 
   /** topDenied lists the keys denied most in the current and previous five minutes. */

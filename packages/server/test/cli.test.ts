@@ -64,6 +64,19 @@ describe("tollgate check", () => {
     expect(c.err).toContain("policies.api.rate")
   })
 
+  it("refuses a policy named __proto__ rather than dropping it", async () => {
+    const file = join(dir, "proto.yaml")
+    writeFileSync(
+      file,
+      "policies:\n  __proto__: { limit: 5, window: 1m }\n  api: { rate: 1, period: 1m, burst: 3 }\n",
+    )
+    const c = capture()
+    expect(await run(["check", "--config", file], c.io)).toBe(2)
+    expect(c.err).toContain("policies.__proto__")
+    expect(c.err).toContain("reserved name")
+    expect(c.out).toBe("")
+  })
+
   it("decides once offline: allowed is 0, denied 1", async () => {
     const c = capture()
     expect(

@@ -99,6 +99,75 @@ describe("config reload", () => {
     expect((await t.get("/healthz")).body.version).toBe("v2")
   })
 
+  it("counts and logs a rejected edit once, though the watch and the poll both see it", async () => {
+    const path = file(config(2))
+    const rejected: unknown[] = []
+    t = await start(path, {
+      tokens: { admin: "adm" },
+      log: (_level, message, fields) => {
+        if (message.startsWith("config rejected")) rejected.push(fields)
+      },
+    })
+    const failures = async () =>
+      Number(
+        /tollgate_config_reloads_total\{result="failure"\} (\d+)/.exec(
+          (await t!.get("/metrics")).body,
+        )![1],
+      )
+    const settle = () => new Promise((r) => setTimeout(r, 2600)) // longer than the 2 s poll
+    // One write of one invalid config.
+    writeFileSync(path, config(2).replace("limit: 2", "limit: -4"))
+    await until(failures, (n) => n > 0)
+    await settle()
+    expect(await failures()).toBe(1)
+    expect(rejected).toHaveLength(1)
+    // The same bad bytes written again (a new mtime, the same content): not a new edit.
+    writeFileSync(path, config(2).replace("limit: 2", "limit: -4"))
+    await settle()
+    expect(await failures()).toBe(1)
+    // An explicit reload still reports the error in force.
+    const again = await t.post("/v1/admin/reload", {}, bearer("adm"))
+    expect(again.status).toBe(400)
+    expect(again.body.error.path).toBe("policies.api.limit")
+    expect(await failures()).toBe(1)
+    expect(rejected).toHaveLength(1)
+    // A different bad edit counts again, once.
+    writeFileSync(path, config(2).replace("limit: 2", "limit: -5"))
+    await until(failures, (n) => n > 1)
+    await settle()
+    expect(await failures()).toBe(2)
+    expect(rejected).toHaveLength(2)
+    // A fixed edit applies.
+    writeFileSync(path, config(6))
+    await until(
+      () => t!.get("/healthz"),
+      (a) => a.body.version === "v6",
+    )
+    await settle()
+    const metrics = (await t.get("/metrics")).body
+    expect(metrics).toMatch(/tollgate_config_reloads_total\{result="success"\} 1\n/)
+    expect(await failures()).toBe(2)
+    expect(await allowedOf(t, 7, "k")).toBe(6)
+    // Back to the first bad content: after a good config, that is a new edit again.
+    writeFileSync(path, config(2).replace("limit: 2", "limit: -4"))
+    await until(failures, (n) => n > 2)
+    await settle()
+    expect(await failures()).toBe(3)
+  }, 30_000)
+
+  it("rejects a reload that names a policy __proto__, and keeps the old config", async () => {
+    const path = file(config(2))
+    t = await start(path, { watch: false, tokens: { admin: "adm" } })
+    writeFileSync(path, `${config(3)}  __proto__: { limit: 5, window: 1m }\n`)
+    const r = await t.post("/v1/admin/reload", {}, bearer("adm"))
+    expect(r.status).toBe(400)
+    expect(r.body.error.path).toBe("policies.__proto__")
+    expect(r.body.error.message).toContain("reserved name")
+    const info = await t.get("/v1/admin/config", bearer("adm"))
+    expect(info.body.version).toBe("v2")
+    expect(Object.keys(info.body.policies)).toEqual(["api"])
+  })
+
   it("reloads on SIGHUP", async () => {
     const path = file(config(1))
     t = await start(path, { watch: false, signals: true })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { ConfigError, MemoryStore, manualClock } from "../lib.js"
 import { prepareLimits } from "../limits.js"
-import { parseConfig } from "./load.js"
+import { checkConfig, parseConfig } from "./load.js"
 
 /** errorOf loads text completely (schema, policies, rules, tiers) and returns the error path. */
 function errorOf(text: string): string {
@@ -48,6 +48,62 @@ describe("config errors name their path", () => {
     ["plans: {}\n", "plans"],
   ])("%s -> %s", (text, path) => {
     expect(errorOf(text)).toBe(path)
+  })
+
+  it.each([
+    [
+      "policies:\n  __proto__: { limit: 5, window: 1m }\n  api: { rate: 1 }\n",
+      "policies.__proto__",
+    ],
+    ["policies:\n  api: { rate: 1 }\n  constructor: { rate: 1 }\n", "policies.constructor"],
+    ["policies:\n  prototype: { rate: 1 }\n", "policies.prototype"],
+    ['{"policies": {"api": {"rate": 1}, "__proto__": {"rate": 2}}}', "policies.__proto__"],
+    ["policies:\n  api: { rate: 1, __proto__: { rate: 2 } }\n", "policies.api.__proto__"],
+    ["__proto__: { policies: {} }\n", "__proto__"],
+    [
+      "tiers:\n  user: { key: [user] }\nplans:\n  __proto__: { limits: { user: { limit: 1, window: 1m } } }\n",
+      "plans.__proto__",
+    ],
+    [
+      "tiers:\n  user: { key: [user] }\nplans:\n  free: { limits: { constructor: { limit: 1, window: 1m } } }\n",
+      "plans.free.limits.constructor",
+    ],
+    ["tenants:\n  prototype: { plan: free }\n", "tenants.prototype"],
+    [
+      "domains:\n  - domain: d\n    descriptors:\n      - key: a\n        limit: { __proto__: { rate: 1 } }\n",
+      "domains[0].descriptors[0].limit.__proto__",
+    ],
+  ])("a reserved name is refused, not dropped: %s -> %s", (text, path) => {
+    expect(errorOf(text)).toBe(path)
+    try {
+      parseConfig(text)
+    } catch (error) {
+      expect((error as ConfigError).message).toContain("reserved name")
+    }
+  })
+
+  it("refuses an object config whose maps carry a prototype or a reserved name", () => {
+    // An object literal's `__proto__:` sets the prototype: the policy would vanish.
+    const viaLiteral = { policies: { __proto__: { rate: 1 }, api: { rate: 2 } } }
+    expect(() => checkConfig(viaLiteral)).toThrow(ConfigError)
+    try {
+      checkConfig(viaLiteral)
+    } catch (error) {
+      expect((error as ConfigError).path).toBe("policies")
+    }
+    const own = JSON.parse('{"policies": {"__proto__": {"rate": 1}}}')
+    try {
+      checkConfig(own)
+      throw new Error("expected a ConfigError")
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as ConfigError).path).toBe("policies.__proto__")
+    }
+  })
+
+  it("keeps names that merely look like reserved ones", () => {
+    const loaded = parseConfig("policies:\n  proto: { rate: 1 }\n  Constructor: { rate: 2 }\n")
+    expect(Object.keys(loaded.config.policies)).toEqual(["proto", "Constructor"])
   })
 
   it("accepts the example config", () => {

@@ -30,7 +30,50 @@ export function parseConfig(text: string, source = "inline"): LoadedConfig {
     )
   }
   const raw = doc.toJS({ maxAliasCount: 100 }) ?? {}
-  return checkConfig(raw, source, createHash("sha256").update(text).digest("hex").slice(0, 12))
+  return checkConfig(raw, source, textHash(text))
+}
+
+/** textHash: the first 12 hex digits of the SHA-256 of config text. */
+export function textHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 12)
+}
+
+/**
+ * RESERVED: names no map in a config may use. Written into a plain object, `__proto__`
+ * replaces the object's prototype instead of adding an entry (so a policy of that name
+ * would vanish without a word), and looking up `constructor` or `prototype` on a plain
+ * object can find something that was never configured.
+ */
+const RESERVED = new Set(["__proto__", "constructor", "prototype"])
+
+/**
+ * checkNames walks a parsed config and throws ConfigError at the first map that uses a
+ * reserved name or that is not a plain object (an object literal's `__proto__:` gives it
+ * a prototype of its own). The YAML parser keeps `__proto__` as an own key, so the walk
+ * sees it before any later step could drop it.
+ */
+function checkNames(value: unknown, path: (string | number)[]): void {
+  if (typeof value !== "object" || value === null) return
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) checkNames(value[i], [...path, i])
+    return
+  }
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) {
+    throw new ConfigError(
+      issuePath(path),
+      "expected plain data (maps, lists, strings, numbers, booleans); this object has a prototype of its own (an object literal with a __proto__ key?)",
+    )
+  }
+  for (const name of Object.keys(value)) {
+    if (RESERVED.has(name)) {
+      throw new ConfigError(
+        issuePath([...path, name]),
+        `reserved name: "${name}" cannot name anything in a config; choose another name`,
+      )
+    }
+    checkNames((value as Record<string, unknown>)[name], [...path, name])
+  }
 }
 
 function digest(raw: unknown): string {
@@ -39,6 +82,7 @@ function digest(raw: unknown): string {
 
 /** checkConfig checks an already parsed config object. */
 export function checkConfig(raw: unknown, source = "inline", hash?: string): LoadedConfig {
+  checkNames(raw, [])
   const result = serverConfig.safeParse(raw)
   if (!result.success) {
     const issue = result.error.issues[0]
@@ -48,13 +92,16 @@ export function checkConfig(raw: unknown, source = "inline", hash?: string): Loa
   return { config: result.data, version: result.data.version ?? h, source, hash: h }
 }
 
-/** readConfig reads and checks a config file. */
-export async function readConfig(path: string): Promise<LoadedConfig> {
-  let text: string
+/** readConfigText reads a config file's text; a file that cannot be read is a ConfigError. */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await readFile(path, "utf8")
+    return await readFile(path, "utf8")
   } catch (error) {
     throw new ConfigError("", `cannot read ${path}: ${(error as Error).message}`)
   }
-  return parseConfig(text, path)
+}
+
+/** readConfig reads and checks a config file. */
+export async function readConfig(path: string): Promise<LoadedConfig> {
+  return parseConfig(await readConfigText(path), path)
 }

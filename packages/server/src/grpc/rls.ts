@@ -2,7 +2,9 @@
 // domain's rules (descriptors.ts) and counts it on the matched rule's limiter. Descriptors
 // are decided independently, as Envoy's reference service does: the answer is OVER_LIMIT
 // when any enforcing descriptor is over, and each status says which. A rule in shadow
-// mode is counted and reported but never makes the answer OVER_LIMIT.
+// mode is counted and reported but never makes the answer OVER_LIMIT. The RateLimit
+// headers describe the enforcing descriptor that binds hardest: when the answer is
+// OVER_LIMIT, always one that is over, whatever made it so.
 
 import { fileURLToPath } from "node:url"
 import * as grpc from "@grpc/grpc-js"
@@ -11,6 +13,7 @@ import { counterKey, type Entry, match } from "../descriptors.js"
 import { Bearer, type Tokens } from "../http/bearer.js"
 import { HttpError } from "../http/errors.js"
 import { ArgumentError, type Decision, rateLimitHeader, StoreError } from "../lib.js"
+import type { RuleLimit } from "../limits.js"
 import type { Decider } from "../service.js"
 
 /** PROTO_DIR: the directory of the .proto files (include path for loaders). */
@@ -118,7 +121,7 @@ async function shouldRateLimit(decider: Decider, req: RateLimitRequest) {
   }
   const root = decider.limits.domains.get(req.domain)
   const hits = req.hits_addend === 0 ? 1 : req.hits_addend
-  let bind: { status: DescriptorStatus; d: Decision; name: string; header: string } | undefined
+  let bind: { d: Decision; name: string; header: string } | undefined
   const statuses = await Promise.all(
     req.descriptors.map(async (desc, i): Promise<DescriptorStatus> => {
       if (desc.entries.length === 0) {
@@ -130,28 +133,17 @@ async function shouldRateLimit(decider: Decider, req: RateLimitRequest) {
       if (rule === undefined) {
         return { code: "OK", current_limit: null, limit_remaining: 0, duration_until_reset: null }
       }
-      const over = (): DescriptorStatus => ({
-        code: rule.shadow ? "OK" : "OVER_LIMIT",
-        current_limit: rule.envoy,
-        limit_remaining: 0,
-        duration_until_reset: null,
-      })
-      const e = rule.enforced
-      if (rule.block || e === undefined || cost > e.policy.limit) {
-        decider.metrics.decision(rule.envoy.name, "", "denied")
-        return over()
+      const key = counterKey(desc.entries)
+      const d = await decide(decider, rule, key, cost)
+      if (!rule.shadow && bindsOver(d, bind?.d)) {
+        bind = { d, name: rule.envoy.name, header: rule.policyHeader }
       }
-      const d = await decider.limit(e, counterKey(desc.entries), cost, undefined, "grpc")
-      const status: DescriptorStatus = {
+      return {
         code: d.allowed || rule.shadow ? "OK" : "OVER_LIMIT",
         current_limit: rule.envoy,
         limit_remaining: Math.max(0, Math.floor(d.remaining)),
         duration_until_reset: duration(d.allowed ? d.resetAfterMs : d.retryAfterMs),
       }
-      if (!rule.shadow && bindsOver(d, bind?.d)) {
-        bind = { status, d, name: e.name, header: e.policyHeader }
-      }
-      return status
     }),
   )
   const overLimit = statuses.some((s) => s.code === "OVER_LIMIT")
@@ -172,6 +164,45 @@ async function shouldRateLimit(decider: Decider, req: RateLimitRequest) {
     response_headers_to_add: headers,
     request_headers_to_add: [],
   }
+}
+
+/**
+ * decide is one descriptor's decision under its rule, counted in the metrics and on the
+ * dashboard under the rule's name whichever way it is reached. Two kinds of call can
+ * never pass and are denied without asking the limiter: a rule of 0 per unit, and a
+ * cost above the rule's capacity. Both are told to wait one whole window of the rule;
+ * the second also reports what the key has left (a peek, which takes nothing).
+ */
+async function decide(
+  decider: Decider,
+  rule: RuleLimit,
+  key: string,
+  cost: number,
+): Promise<Decision> {
+  const e = rule.enforced
+  if (!rule.block && e !== undefined && cost <= e.policy.limit) {
+    return decider.limit(e, key, cost, undefined, "grpc")
+  }
+  let remaining = 0
+  let resetAfterMs = 0
+  if (e !== undefined && !rule.block) {
+    try {
+      const now = await e.limiter.peek(key)
+      remaining = now.remaining
+      resetAfterMs = now.resetAfterMs
+    } catch {
+      // The answer is OVER_LIMIT whatever the store holds; only `remaining` is unknown.
+    }
+  }
+  const d: Decision = {
+    allowed: false,
+    limit: e === undefined || rule.block ? 0 : e.policy.limit,
+    remaining,
+    retryAfterMs: rule.windowMs,
+    resetAfterMs,
+  }
+  decider.record(rule.envoy.name, d, key)
+  return d
 }
 
 /** bindsOver: `a` says more about the answer than `b` (a denial, the longest wait; else the least left). */
