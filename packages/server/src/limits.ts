@@ -28,6 +28,9 @@ import {
 } from "./lib.js"
 
 /** LimitRuntime: what every limiter of the server shares, built by the composition root. */
+/** MAX_KEY_LENGTH: the longest key (in characters) a named policy takes over HTTP. */
+export const MAX_KEY_LENGTH = 512
+
 export interface LimitRuntime {
   store: Store
   clock: Clock
@@ -220,7 +223,10 @@ export function prepareLimits(
   const policies = new Map<string, Enforced>()
   for (const [name, spec] of Object.entries(config.policies)) {
     const policy = toPolicy(spec, `policies.${name}`)
-    policies.set(name, enforce(name, `policy:${name}`, policy, previous?.policies.get(name), 512))
+    policies.set(
+      name,
+      enforce(name, `policy:${name}`, policy, previous?.policies.get(name), MAX_KEY_LENGTH),
+    )
   }
 
   const oldRules = new Map<string, Enforced>()

@@ -276,8 +276,10 @@ export class TollgateServer {
       const input = await this.#input()
       seen = input.hash
       if (input.hash === this.#hash) {
-        // Back to the config in force: a rejected edit seen later counts as a new one.
+        // Back to the config in force: nothing is wrong with the file any more, and a
+        // rejected edit seen later counts as a new one.
         this.#rejected = undefined
+        this.#lastError = undefined
         return { ok: true, version: this.#limits.version }
       }
       if (input.hash === this.#rejected?.seen) {

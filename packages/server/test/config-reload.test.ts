@@ -97,6 +97,10 @@ describe("config reload", () => {
     expect(r2.body.error.path).toBe("domains[0].descriptors[0].limit")
     expect(await allowedOf(t, 1, "fresh")).toBe(1)
     expect((await t.get("/healthz")).body.version).toBe("v2")
+    // The file put back to the config in force: nothing is wrong any more.
+    writeFileSync(path, config(2))
+    expect((await t.post("/v1/admin/reload", {}, bearer("adm"))).status).toBe(200)
+    expect((await t.get("/v1/admin/config", bearer("adm"))).body.lastError).toBeNull()
   })
 
   it("counts and logs a rejected edit once, though the watch and the poll both see it", async () => {

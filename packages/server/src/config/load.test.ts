@@ -44,6 +44,10 @@ describe("config errors name their path", () => {
       "domains[0].descriptors[0].descriptors[0].rate_limit.unit",
     ],
     ["nginx: { policy: missing }\n", "nginx.policy"],
+    [
+      "policies:\n  c: { algorithm: concurrency, limit: 2 }\nnginx: { policy: c }\n",
+      "nginx.policy",
+    ],
     ["tiers:\n  user: { key: user }\n", "tiers.user.key"],
     ["plans: {}\n", "plans"],
   ])("%s -> %s", (text, path) => {

@@ -125,6 +125,13 @@ export const serverConfig = z
         path: ["nginx", "policy"],
         message: `unknown policy "${c.nginx.policy}"; the policies are ${names(c.policies)}`,
       })
+    } else if (c.nginx !== undefined && c.policies[c.nginx.policy].algorithm === "concurrency") {
+      // A proxy's sub-request has no "done" call: a lease taken for it is never released.
+      ctx.addIssue({
+        code: "custom",
+        path: ["nginx", "policy"],
+        message: `policy "${c.nginx.policy}" is a concurrency policy; /v1/auth could never release its leases, so it takes a rate policy`,
+      })
     }
     for (const section of ["plans", "tenants", "models", "modelClasses", "defaultPlan"] as const) {
       if (c[section] !== undefined && c.tiers === undefined) {

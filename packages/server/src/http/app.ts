@@ -10,11 +10,12 @@ import { createServer } from "node:http"
 import { createRequire } from "node:module"
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify"
 import type { Clock } from "../lib.js"
+import { MAX_KEY_LENGTH } from "../limits.js"
 import type { Decider } from "../service.js"
 import { authRequestRoute } from "./auth-request.js"
 import { type Access, Bearer, type Tokens } from "./bearer.js"
 import { CODES, clientErrorAnswer, HttpError, toErrorAnswer } from "./errors.js"
-import { decisionRoutes, MAX_KEY_LENGTH } from "./routes.js"
+import { decisionRoutes } from "./routes.js"
 
 export interface Health {
   ready: boolean

@@ -2,8 +2,8 @@
 // forward-auth hook). 204 when allowed, 429 with Retry-After when not, RateLimit headers
 // on both. The key is the first configured header the request carries, else the client
 // address the proxy reports; the two kinds of key never meet (`h:` and `ip:` prefixes).
-// A concurrency policy is refused here (400 ERR_UNSUPPORTED): a proxy's sub-request has
-// no "done" call, so a lease taken for it could never be released.
+// A concurrency policy is refused (400 ERR_UNSUPPORTED here, and as nginx.policy by the
+// config): a proxy's sub-request has no "done" call, so its lease could never be released.
 
 import type { FastifyInstance } from "fastify"
 import { clientAddress, type Decision } from "../lib.js"
@@ -53,17 +53,17 @@ function route(app: FastifyInstance, decider: Decider): void {
           "query.policy",
         )
       }
-      const fromQuery = request.query.policy !== undefined
       const e = limits.policies.get(name)
       if (e === undefined) {
         throw new HttpError(404, CODES.notFound, `unknown policy "${name}"`, "query.policy")
       }
+      // Only ?policy can name one: the config refuses a concurrency nginx.policy.
       if (e.policy.kind === "concurrency") {
         throw new HttpError(
           400,
           "ERR_UNSUPPORTED",
-          `policy "${name}"${fromQuery ? "" : " (the config's nginx.policy)"} is a concurrency policy: /v1/auth has no way to release the lease it would take; use a rate policy here, or /v1/limit and DELETE /v1/leases/:id`,
-          fromQuery ? "query.policy" : undefined,
+          `policy "${name}" is a concurrency policy: /v1/auth has no way to release the lease it would take; use a rate policy here, or /v1/limit and DELETE /v1/leases/:id`,
+          "query.policy",
         )
       }
       let key: string | undefined

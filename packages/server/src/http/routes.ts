@@ -19,7 +19,7 @@ import {
   type TieredDecision,
   UnsupportedError,
 } from "../lib.js"
-import type { Enforced } from "../limits.js"
+import { type Enforced, MAX_KEY_LENGTH } from "../limits.js"
 import type { Decider } from "../service.js"
 import type { Access } from "./bearer.js"
 import { decisionHeaders, decisionJson, tieredJson } from "./decision-json.js"
@@ -34,12 +34,8 @@ export interface RouteOptions {
   waits: Set<AbortController>
 }
 
-/**
- * MAX_KEY_LENGTH: the longest key, in characters (UTF-16 code units, as the library counts
- * them). It is the maxKeyLength the server's limiters are built with (limits.ts); checking
- * it in the schema refuses a batch with a long key before any of it is decided.
- */
-export const MAX_KEY_LENGTH = 512
+// MAX_KEY_LENGTH (limits.ts) is checked in the schema too, so that a batch with a long
+// key is refused before any of it is decided.
 
 type Lease = NonNullable<Decision["lease"]>
 
