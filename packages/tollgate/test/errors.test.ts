@@ -82,6 +82,16 @@ describe("ConfigError (ERR_CONFIG): invalid policy or options at construction", 
     ["tokenBucket period 0", () => tokenBucket({ rate: 1, period: 0 }), "period"],
     ["tokenBucket period -1", () => tokenBucket({ rate: 1, period: -1 }), "period"],
     ["tokenBucket with no usable interval", () => tokenBucket({ rate: 1e-320 }), "rate"],
+    // Windows no store can keep state for (Redis's expiry times overflow).
+    ["tokenBucket refilling over 1e300 ms", () => tokenBucket({ rate: 1e-300 }), "rate"],
+    ["tokenBucket period 5e18", () => tokenBucket({ rate: 1, period: 5e18 }), "rate"],
+    ["slidingWindowLog window 1e19", () => slidingWindowLog({ limit: 1, window: 1e19 }), "window"],
+    ["fixedWindow window 1e19", () => fixedWindow({ limit: 1, window: 1e19 }), "window"],
+    [
+      "concurrency leaseTimeout 1e19",
+      () => concurrency({ limit: 1, leaseTimeout: 1e19 }),
+      "leaseTimeout",
+    ],
     [
       'slidingWindowLog window "1 fortnight"',
       () => slidingWindowLog({ limit: 1, window: "1 fortnight" }),
@@ -198,6 +208,7 @@ describe("ConfigError (ERR_CONFIG): invalid policy or options at construction", 
 
   it("accepts the valid neighbours of those rows (the rows fail for the reason named)", () => {
     expect(tokenBucket({ rate: 0.001, burst: 1 }).kind).toBe("tokenBucket")
+    expect(fixedWindow({ limit: 1, window: "36500d" }).windowMs).toBe(36_500 * 86_400_000)
     expect(tokenBucket({ rate: 1, period: "1h", burst: 1 }).limit).toBe(1)
     expect(slidingWindowLog({ limit: 1, window: "1d" }).windowMs).toBe(86_400_000)
     expect(parseDuration("250ms", "window")).toBe(250)

@@ -55,14 +55,15 @@ describe("scenarios", () => {
   })
 
   it("remaining is a whole number within the limit, even for bursts of 5e158 and 1.5", () => {
-    // burst * T / T can round one ulp above the burst (found by the fuzz test).
-    for (const [burst, period] of [
-      [5.35835128668744e158, 1000],
-      [1.5, 5e-324],
-      [1.5, 1000],
+    // burst * T / T can round one ulp above the burst (found by the fuzz test). The huge
+    // burst refills in 1e12 ms here: a window past MAX_WINDOW_MS is refused outright.
+    for (const [rate, burst, period] of [
+      [5.35835128668744e149, 5.35835128668744e158, 1000],
+      [1, 1.5, 5e-324],
+      [1, 1.5, 1000],
     ]) {
       const limiter = createLimiter({
-        policy: tokenBucket({ rate: 1, period, burst }),
+        policy: tokenBucket({ rate, period, burst }),
         clock: manualClock(),
       })
       for (const d of [limiter.peek("k"), limiter.limit("k"), limiter.peek("k")]) {

@@ -99,6 +99,22 @@ function capacity(value: unknown, path: string): number {
 }
 
 /**
+ * MAX_WINDOW_MS: the longest window a policy may have (1e18 ms, some 31 million years:
+ * long enough for a bucket that in practice never refills). Every store keeps state for
+ * a window or two past now; Redis counts expiry times in whole milliseconds within a
+ * 64-bit integer, which a window of 1e19 ms would overflow on every call.
+ */
+export const MAX_WINDOW_MS = 1e18
+
+/** span checks a policy's window (ms) against MAX_WINDOW_MS. */
+function span(ms: number, path: string, what: string): number {
+  if (ms > MAX_WINDOW_MS) {
+    throw new ConfigError(path, `${what} is ${ms} ms; the most is ${MAX_WINDOW_MS} ms`)
+  }
+  return ms
+}
+
+/**
  * tokenBucket: `rate` tokens per `period`, in a bucket of `burst`, full at the start.
  * Implemented as GCRA: one timestamp per key. The default burst is the rate (one period's
  * worth), rounded up to at least 1.
@@ -114,6 +130,11 @@ export function tokenBucket(opts: TokenBucketOptions): TokenBucketPolicy {
   if (!Number.isFinite(intervalMs) || intervalMs <= 0 || !Number.isFinite(intervalMs * burst)) {
     throw new ConfigError("rate", `rate ${rate} per ${periodMs} ms gives no usable interval`)
   }
+  span(
+    intervalMs * burst,
+    "rate",
+    `the time to refill ${burst} tokens at ${rate} per ${periodMs} ms`,
+  )
   return Object.freeze({
     kind: "tokenBucket",
     rate,
@@ -131,6 +152,7 @@ function windowPolicy<K extends string>(kind: K, opts: WindowOptions) {
   const windowMs = parseDuration(o.window, "window")
   if (windowMs < 1)
     throw new ConfigError("window", `expected at least 1 ms, got ${describe(o.window)}`)
+  span(windowMs, "window", "the window")
   return Object.freeze({ kind, limit, windowMs })
 }
 
@@ -187,6 +209,7 @@ export function concurrency(opts: ConcurrencyOptions): ConcurrencyPolicy {
   if (leaseTimeoutMs < 1) {
     throw new ConfigError("leaseTimeout", `expected at least 1 ms, got ${describe(o.leaseTimeout)}`)
   }
+  span(leaseTimeoutMs, "leaseTimeout", "the lease timeout")
   return Object.freeze({ kind: "concurrency", limit, windowMs: leaseTimeoutMs, leaseTimeoutMs })
 }
 

@@ -173,6 +173,32 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === "function"
 }
 
+/**
+ * rejectInstead makes the named methods of a limiter over an asynchronous store answer a
+ * bad call with a rejected promise, as they answer everything else, rather than throw
+ * before returning. (Own properties of that limiter only: a limiter over the memory store
+ * keeps the plain methods.)
+ */
+export function rejectInstead<T extends object>(
+  target: T,
+  names: readonly (keyof T & string)[],
+): void {
+  for (const name of names) {
+    const method = target[name] as (...args: unknown[]) => unknown
+    Object.defineProperty(target, name, {
+      configurable: true,
+      writable: true,
+      value: (...args: unknown[]) => {
+        try {
+          return method.apply(target, args)
+        } catch (error) {
+          return Promise.reject(error)
+        }
+      },
+    })
+  }
+}
+
 export function guardOptions(options: LimiterOptions): GuardOptions {
   const timeoutMs = options.timeout === undefined ? 1000 : parseDuration(options.timeout, "timeout")
   const maxInFlight = options.maxInFlight ?? 10_000
@@ -343,6 +369,7 @@ class RateLimiter implements Limiter<boolean> {
     const guarded = guardOptions(options)
     this.#guard = this.#sync ? undefined : new StoreGuard(guarded)
     this.#ns = this.#open(this.#policy)
+    if (!this.#sync) rejectInstead(this, ["limit", "peek", "reset", "shardBalance"])
     const onStoreError = options.onStoreError ?? "closed"
     if (onStoreError === "closed" || onStoreError === "open") {
       this.#onStoreError = onStoreError

@@ -1,5 +1,6 @@
 import { type Policy, sharePolicy, tokenBucket } from "../core/policy.js"
 import { ArgumentError, describe } from "../errors.js"
+import { rejectInstead } from "../limiter/limiter.js"
 import type { Monotonic } from "../limiter/monotonic.js"
 import type { MaybePromise, Store, SyncStore } from "../stores/store.js"
 import { checkKey, checkOptions } from "../validate.js"
@@ -113,6 +114,7 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     this.#checker = new Checker(r)
     this.#reader = new Reader(r.maxKeyLength)
     this.setConfig(r.config)
+    if (r.store.synchronous !== true) rejectInstead(this, ["limit", "reserve", "usage", "reset"])
   }
 
   setConfig(config: TieredConfig): void {

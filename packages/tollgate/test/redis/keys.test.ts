@@ -5,9 +5,11 @@
 import fc from "fast-check"
 import { Cluster, Redis } from "ioredis"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { MAX_WINDOW_MS } from "../../src/core/policy.js"
 import {
   concurrency,
   createLimiter,
+  createTieredLimiter,
   fixedWindow,
   type Policy,
   RedisStore,
@@ -151,6 +153,56 @@ describe.each(["single", "cluster"] as const)("odd keys on %s", (topology) => {
     const { scanned, missing } = await keysWithoutTtl(servers, "keys*")
     expect(scanned).toBe(POLICIES.length * ODD_KEYS.length)
     expect(missing).toEqual([])
+  })
+})
+
+describe("bad keys over RedisStore", () => {
+  it("are answered with a rejected promise (ArgumentError), never a throw", async () => {
+    const store = new RedisStore({ client: singleClient })
+    const limiter = createLimiter({ policy: tokenBucket({ rate: 1 }), store, prefix: "bad" })
+    const gateway = createTieredLimiter({
+      tiers: { user: { key: ["user"], limit: { limit: 5, window: "1m" } } },
+      store,
+      prefix: "bad",
+    })
+    const calls: [string, () => unknown][] = [
+      ['limit("")', () => limiter.limit("")],
+      ["limit(k, { cost: -1 })", () => limiter.limit("k", { cost: -1 })],
+      ['peek("")', () => limiter.peek("")],
+      ['reset("")', () => limiter.reset("")],
+      ['tiered limit({ user: "" })', () => gateway.limit({ user: "" })],
+      ["tiered usage(null)", () => gateway.usage(null as never)],
+      ["tiered reset({ user: {} })", () => gateway.reset({ user: {} as never })],
+      [
+        "tiered reserve(k, { cost: NaN })",
+        () => gateway.reserve({ user: "u" }, { cost: Number.NaN }),
+      ],
+    ]
+    for (const [name, call] of calls) {
+      let answer: unknown
+      expect(() => {
+        answer = call()
+      }, name).not.toThrow()
+      expect(answer, name).toBeInstanceOf(Promise)
+      await expect(answer, name).rejects.toMatchObject({ code: "ERR_ARGUMENT" })
+    }
+  })
+})
+
+describe("the longest windows", () => {
+  it("work on Redis as on the memory store (expiry times stay within Redis's range)", async () => {
+    const store = new RedisStore({ client: singleClient })
+    for (const policy of [
+      tokenBucket({ rate: 1, period: MAX_WINDOW_MS, burst: 1 }),
+      slidingWindowLog({ limit: 1, window: MAX_WINDOW_MS }),
+      slidingWindowCounter({ limit: 1, window: MAX_WINDOW_MS }),
+      fixedWindow({ limit: 1, window: MAX_WINDOW_MS }),
+      concurrency({ limit: 1, leaseTimeout: MAX_WINDOW_MS }),
+    ]) {
+      const limiter = createLimiter({ policy, store, prefix: "longest" })
+      expect((await limiter.limit("k")).allowed, policy.kind).toBe(true)
+      expect((await limiter.limit("k")).allowed, policy.kind).toBe(false)
+    }
   })
 })
 
