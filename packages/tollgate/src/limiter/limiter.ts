@@ -152,6 +152,11 @@ interface Waiter {
   at: number
   /** deadline: when a waiter that is not reserved gives up. */
   deadline: number
+  /**
+   * first: its first try is still to be decided (a waiter queued before its first store
+   * call, over an asynchronous store): a denial it could not outwait rejects it at once.
+   */
+  first: boolean
   grant: Decision | undefined
   /** since: when the grant was made. */
   since: number
@@ -585,7 +590,8 @@ class RateLimiter implements Limiter<boolean> {
   /** #behind answers limit() for a key with waiters queued: they go first. */
   #behind(key: string, queue: Queue, now: number): MaybePromise<Decision> {
     const head = queue.waiters[0]
-    const wait = Math.max(0, head.at - now)
+    // A head whose first try is in flight has no time yet: the store's answer says.
+    const wait = head.first ? 0 : Math.max(0, head.at - now)
     const deny = (d: Decision) => {
       this.#denied++
       return denied(d, wait)
@@ -774,6 +780,16 @@ class RateLimiter implements Limiter<boolean> {
         w.deadline = now + maxWait
         return this.#enqueue(w, signal)
       }
+      if (!this.#sync) {
+        // Queued before its first store call, so that calls arriving during the round
+        // trip wait behind it (and limit() on the key is denied) as over a memory store.
+        const w = this.#waiter(key, cost, false, Number.POSITIVE_INFINITY, undefined)
+        w.deadline = now + maxWait
+        w.first = true
+        const waiting = this.#enqueue(w, signal)
+        this.#wake(key)
+        return waiting
+      }
       return then(this.#limitSafe(key, cost, now), (d) => {
         if (d.allowed) return d
         if (d.retryAfterMs > maxWait) throw new RateLimitError(d)
@@ -832,6 +848,7 @@ class RateLimiter implements Limiter<boolean> {
       reserved,
       at,
       deadline: Number.POSITIVE_INFINITY,
+      first: false,
       grant,
       since: this.#time.last,
       done: false,
@@ -961,6 +978,14 @@ class RateLimiter implements Limiter<boolean> {
       w.resolve(this.#count(d))
       return true
     }
+    if (w.first && now + d.retryAfterMs > w.deadline) {
+      // As acquire() over a memory store: a wait longer than maxWait is refused at once.
+      this.#leave(w)
+      this.#denied++
+      w.reject(new RateLimitError(d))
+      return true
+    }
+    w.first = false
     w.at = now + Math.max(d.retryAfterMs, 1e-3)
     this.#scheduler.schedule(w.at, { waiter: w, deadline: false })
     return false
