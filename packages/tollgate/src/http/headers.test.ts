@@ -32,6 +32,19 @@ describe("describePolicy", () => {
     expect(describePolicy(policy, "default")).toEqual({ name: "default", quota, windowSeconds })
   })
 
+  it("states a calendar window as its length: the one holding now, else a day, a week or 31 days", () => {
+    const day = fixedWindow({ limit: 100, window: "day", timeZone: "Europe/Berlin" })
+    const week = fixedWindow({ limit: 100, window: "week" })
+    const month = fixedWindow({ limit: 100, window: "month" })
+    const of = (p: typeof day, now?: number) => describePolicy(p, "q", now).windowSeconds
+    expect([of(day), of(week), of(month)]).toEqual([86_400, 604_800, 2_678_400])
+    // Berlin's day of the spring change has 23 hours; February 2026 has 28 days.
+    expect(of(day, Date.parse("2026-03-29T12:00:00Z"))).toBe(82_800)
+    expect(of(day, Date.parse("2026-03-30T12:00:00Z"))).toBe(86_400)
+    expect(of(month, Date.parse("2026-02-10T00:00:00Z"))).toBe(28 * 86_400)
+    expect(of(week, Date.parse("2026-02-10T00:00:00Z"))).toBe(604_800)
+  })
+
   it("states a concurrency limit in concurrent-requests, without a window", () => {
     expect(describePolicy(concurrency({ limit: 4 }), "c")).toEqual({
       name: "c",

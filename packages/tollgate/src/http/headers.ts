@@ -7,6 +7,7 @@
 //   X-RateLimit-*     the older de-facto trio: Limit, Remaining, Reset (epoch seconds).
 //   Retry-After       RFC 9110: whole seconds, rounded up.
 
+import { type CalendarUnit, calendarBounds } from "../core/calendar.js"
 import type { Decision } from "../core/decision.js"
 import { sfInteger, sfString } from "./structured-field.js"
 
@@ -30,6 +31,19 @@ export interface PolicyShape {
   kind: string
   limit: number
   windowMs: number
+  /** calendar, timeZone: a fixed window of calendar days, weeks or months. */
+  calendar?: CalendarUnit
+  timeZone?: string
+}
+
+/**
+ * CALENDAR_SECONDS: a calendar window's length when no time is given: a day, a week, and
+ * the longest month (31 days), so that the stated rate errs low.
+ */
+const CALENDAR_SECONDS: Record<CalendarUnit, number> = {
+  day: 86_400,
+  week: 604_800,
+  month: 31 * 86_400,
 }
 
 /** seconds rounds a duration in ms up to whole seconds (>= 0); non-finite values give undefined. */
@@ -44,11 +58,18 @@ export function seconds(ms: number): number | undefined {
  * its limit per its window; a concurrency policy is its limit of concurrent requests, with
  * no window. The draft allows whole seconds only: a window of a second or more is rounded
  * up (the stated rate errs low), and a shorter one is stated as what it admits per second
- * (a 50/s bucket of burst 1 shows as q=50;w=1, not q=1;w=1).
+ * (a 50/s bucket of burst 1 shows as q=50;w=1, not q=1;w=1). A calendar window is the
+ * length of the one holding `now` (a 23-hour day, a 28-day month), or without `now` a day,
+ * a week or 31 days.
  */
-export function describePolicy(policy: PolicyShape, name: string): PolicyDescription {
+export function describePolicy(policy: PolicyShape, name: string, now?: number): PolicyDescription {
   const quota = Math.floor(policy.limit + 1e-9)
   if (policy.kind === "concurrency") return { name, quota, unit: "concurrent-requests" }
+  if (policy.calendar !== undefined) {
+    if (now === undefined) return { name, quota, windowSeconds: CALENDAR_SECONDS[policy.calendar] }
+    const [start, end] = calendarBounds(policy.calendar, policy.timeZone ?? "UTC", now)
+    return { name, quota, windowSeconds: seconds(end - start) }
+  }
   if (policy.windowMs < 1000) {
     return {
       name,

@@ -208,7 +208,7 @@ export function createRateLimit<Req, K = string>(
       const policy = limiter.policy
       const description =
         d.tier === undefined && policy !== undefined
-          ? describePolicy(policy, name)
+          ? describePolicy(policy, name, clock.now())
           : { name, quota: Math.floor(d.limit + 1e-9) }
       headers["RateLimit-Policy"] = rateLimitPolicyHeader([description])
       headers.RateLimit = rateLimitHeader(name, d)
