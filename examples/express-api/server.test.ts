@@ -22,6 +22,12 @@ describe("examples/express-api", () => {
     expect(res.headers.get("retry-after")).toBe("6")
     expect(((await res.json()) as Record<string, unknown>)["violated-policies"]).toEqual(["search"])
     expect((await search("other")).status).toBe(200)
+    // A key that looks like an address spends its own budget, not the address's; an empty
+    // or overlong header counts by address (and is no error).
+    for (let i = 0; i < 10; i++) await search("127.0.0.1")
+    expect((await fetch(`${server.url}/search`)).status).toBe(200)
+    expect((await search("")).status).toBe(200)
+    expect((await search("k".repeat(600))).status).toBe(200)
     const health = await fetch(`${server.url}/health`)
     expect(health.status).toBe(200)
     expect(health.headers.get("ratelimit")).toBeNull()

@@ -35,7 +35,13 @@ export function createApp() {
   const searchLimit = rateLimit({
     limiter: searches,
     policyName: "search",
-    key: (req, client) => req.get("x-api-key") ?? client.key,
+    // An API key and an address never share a key ("key:" and "ip:"), so a client cannot
+    // spend another's budget by sending its address as a key; an empty or implausibly
+    // long header is no key at all (the address counts then).
+    key: (req, client) => {
+      const apiKey = req.get("x-api-key")
+      return apiKey && apiKey.length <= 128 ? `key:${apiKey}` : `ip:${client.key}`
+    },
     legacyHeaders: true,
   })
 

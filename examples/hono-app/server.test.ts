@@ -22,9 +22,11 @@ describe("examples/hono-app", () => {
     expect(pro.headers.get("ratelimit-policy")).toBe('"pro";q=100;w=2')
   })
 
-  it("answers 401 without a key", async () => {
-    const res = await hello()
-    expect(res.status).toBe(401)
-    expect(await res.json()).toEqual({ error: "send your API key in x-api-key" })
+  it("answers 401 without a key, or with an empty or overlong one", async () => {
+    for (const key of [undefined, "", "free-".repeat(200)]) {
+      const res = await hello(key)
+      expect(res.status).toBe(401)
+      expect(await res.json()).toEqual({ error: "send your API key in x-api-key" })
+    }
   })
 })

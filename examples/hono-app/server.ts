@@ -19,6 +19,10 @@ const plans = {
   pro: createLimiter({ policy: tokenBucket({ rate: 50, burst: 100 }), prefix: "pro" }),
 }
 
+/** apiKey: the header's key, or undefined for none (an empty or implausibly long one). */
+const apiKey = (header: string | undefined) =>
+  header !== undefined && header.length > 0 && header.length <= 128 ? header : undefined
+
 /** planOf stands in for a lookup in your accounts database. */
 const planOf = (apiKey: string) => (apiKey.startsWith("pro-") ? "pro" : "free")
 
@@ -30,13 +34,13 @@ export function createApp() {
       rateLimiter({
         limiter: plans[plan],
         policyName: plan,
-        skip: (c) => planOf(c.req.header("x-api-key") ?? "") !== plan,
-        key: (c) => c.req.header("x-api-key"),
+        skip: (c) => planOf(apiKey(c.req.header("x-api-key")) ?? "") !== plan,
+        key: (c) => apiKey(c.req.header("x-api-key")),
         noKey: () => ({ status: 401, body: { error: "send your API key in x-api-key" } }),
       }),
     )
   }
-  app.get("/api/hello", (c) => c.json({ hello: c.req.header("x-api-key") }))
+  app.get("/api/hello", (c) => c.json({ hello: apiKey(c.req.header("x-api-key")) }))
   app.get("/", (c) => c.text("see /api/hello"))
   return app
 }
