@@ -872,7 +872,8 @@ class RateLimiter implements Limiter<boolean> {
       this.#waiting++
       if (w.at !== Number.POSITIVE_INFINITY)
         this.#scheduler.schedule(w.at, { waiter: w, deadline: false })
-      if (w.deadline !== Number.POSITIVE_INFINITY)
+      // A first try in flight is not cut off: its answer says whether it can wait (#settle).
+      if (w.deadline !== Number.POSITIVE_INFINITY && !w.first)
         this.#scheduler.schedule(w.deadline, { waiter: w, deadline: true })
       if (signal !== undefined) {
         w.signal = signal
@@ -985,7 +986,11 @@ class RateLimiter implements Limiter<boolean> {
       w.reject(new RateLimitError(d))
       return true
     }
-    w.first = false
+    if (w.first) {
+      w.first = false
+      if (w.deadline !== Number.POSITIVE_INFINITY)
+        this.#scheduler.schedule(w.deadline, { waiter: w, deadline: true })
+    }
     w.at = now + Math.max(d.retryAfterMs, 1e-3)
     this.#scheduler.schedule(w.at, { waiter: w, deadline: false })
     return false

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   createLimiter,
   fixedWindow,
+  flush,
+  type Limiter,
   type ManualClock,
   manualClock,
   type Policy,
@@ -31,6 +33,13 @@ afterAll(async () => {
 })
 
 const START = Date.parse("2026-01-01T00:00:00Z") // a multiple of the 3 s window
+
+/** replied waits until Redis has answered every call the limiter sent before this one. */
+async function replied(limiter: Limiter): Promise<void> {
+  await new Promise((r) => setImmediate(r))
+  await limiter.peek("k")
+  await flush()
+}
 
 /** retryArmed waits (for Redis's replies, not for time to pass) until the limiter set a timer. */
 async function retryArmed(clock: ManualClock): Promise<void> {
@@ -67,6 +76,37 @@ describe.each([
     await small
     expect(order).toEqual(["big", "small"])
     expect(limiter.stats()).toMatchObject({ allowed: 3, denied: 1, waiting: 0 })
+  })
+
+  it("a first try in flight is not cut off by its deadline: maxWait 0 still takes what is free", async () => {
+    const { clock, limiter } = limiterFor("maxwait0")
+    const first = limiter.acquire("k", { maxWait: 0 })
+    clock.advance(0) // the deadline (now) passes while the store call is in flight
+    expect((await first).allowed).toBe(true)
+    await limiter.limit("k") // full
+    await expect(limiter.acquire("k", { maxWait: 0 })).rejects.toBeInstanceOf(RateLimitError)
+    expect(limiter.stats()).toMatchObject({ allowed: 2, denied: 1, waiting: 0 })
+  })
+
+  it("a waiter whose first try was denied still gives up at its deadline", async () => {
+    const { clock, limiter } = limiterFor("deadline")
+    await limiter.limit("k", { cost: 2 })
+    const waiting = limiter.acquire("k", { cost: 2, maxWait: "5s" }) // the window turns in 3 s
+    await replied(limiter)
+    // Another app server takes the next window's capacity first: the retry at 3 s is
+    // denied again, and the deadline at 5 s comes before the window after.
+    const other = createLimiter({
+      policy,
+      store: new RedisStore({ client, time: "client" }),
+      clock: manualClock(START + 3000),
+      prefix: `deadline:${name}`,
+    })
+    expect((await other.limit("k", { cost: 2 })).allowed).toBe(true)
+    clock.advance(3000)
+    await replied(limiter)
+    clock.advance(2000)
+    await expect(waiting).rejects.toBeInstanceOf(RateLimitError)
+    expect(limiter.stats()).toMatchObject({ waiting: 0 })
   })
 
   it("refuses at once a first try whose wait would exceed maxWait, leaving the waiter behind it queued", async () => {
