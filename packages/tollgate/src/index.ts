@@ -108,6 +108,7 @@ export type {
   Grant,
   MaybePromise,
   Namespace,
+  NamespaceOptions,
   Store,
   SyncNamespace,
   SyncStore,

@@ -2,7 +2,14 @@ import { type Decision, decision, EPSILON_MS } from "../core/decision.js"
 import { assertPolicy, type Policy } from "../core/policy.js"
 import { type Grant, tokenBucketLimit } from "../core/token-bucket.js"
 import { ConfigError, describe } from "../errors.js"
-import type { Check, MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
+import type {
+  Check,
+  MaybePromise,
+  Namespace,
+  NamespaceOptions,
+  Store,
+  SyncStore,
+} from "../stores/store.js"
 
 // A denied key is remembered as "the store denies `cost` and more until `until`". That holds
 // for every algorithm whose usage only falls as time passes while nothing is admitted: a
@@ -89,8 +96,8 @@ class DeniedCacheStore implements DeniedCache {
     this.maxKeys = maxKeys
   }
 
-  namespace(prefix: string, policy: Policy): Namespace {
-    const inner = this.store.namespace(prefix, policy)
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): Namespace {
+    const inner = this.store.namespace(prefix, policy, options)
     // Concurrency limits end when a lease is released, which no time predicts: not cached.
     if (!CACHED_KINDS.has(policy.kind)) return inner
     const id = `${policy.kind}:${prefix}`

@@ -9,7 +9,14 @@ import {
 import { type Grant, tokenBucketLimit, tokenBucketPeek } from "../core/token-bucket.js"
 import { type Duration, parseDuration } from "../duration.js"
 import { ConfigError, describe } from "../errors.js"
-import type { Check, MaybePromise, Namespace, Store, SyncStore } from "../stores/store.js"
+import type {
+  Check,
+  MaybePromise,
+  Namespace,
+  NamespaceOptions,
+  Store,
+  SyncStore,
+} from "../stores/store.js"
 import { MARGIN_MS } from "./denied-cache.js"
 
 // How a hot key is decided here (the numbers are units of cost):
@@ -181,8 +188,8 @@ class LeaseStore implements LocalLeases {
     return k >= this.settings.minLease ? k : 0
   }
 
-  namespace(prefix: string, policy: Policy): Namespace {
-    const inner = this.store.namespace(prefix, policy)
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): Namespace {
+    const inner = this.store.namespace(prefix, policy, options)
     // Pockets need a budget that only time gives back: token buckets and fixed windows.
     if (policy.kind !== "tokenBucket" && policy.kind !== "fixedWindow") return inner
     const id = `${policy.kind}:${prefix}`

@@ -16,7 +16,7 @@ import { lock, unlock } from "./shared/lock.js"
 import { type Memory, retry, SharedNamespace } from "./shared/namespace.js"
 import { RequestTable } from "./shared/request-table.js"
 import { SlotTable } from "./shared/slot-table.js"
-import type { Check, SyncNamespace, SyncStore } from "./store.js"
+import type { Check, NamespaceOptions, SyncNamespace, SyncStore } from "./store.js"
 
 /**
  * SharedMemoryHandle opens a SharedMemoryStore's memory in another thread. It is a plain
@@ -152,7 +152,7 @@ export class SharedMemoryStore implements SyncStore, Memory {
     return this.buffer.byteLength
   }
 
-  namespace(prefix: string, policy: Policy): SyncNamespace {
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): SyncNamespace {
     assertPolicy(policy)
     if (typeof prefix !== "string" || prefix.length > MAX_PREFIX_UNITS) {
       throw new ConfigError(
@@ -166,7 +166,8 @@ export class SharedMemoryStore implements SyncStore, Memory {
         `SharedMemoryStore keeps fixed-size state only (tokenBucket, fixedWindow, slidingWindowCounter); ${policy.kind} is not supported: use a MemoryStore or a Redis store for it`,
       )
     }
-    return new SharedNamespace(this, this.register(prefix, kernel.code), policy)
+    const index = this.register(prefix, kernel.code)
+    return new SharedNamespace(this, index, policy, options?.shared === true)
   }
 
   /** register finds or adds (kind, prefix) in the shared registry and returns its index. */
@@ -281,7 +282,7 @@ export class SharedMemoryStore implements SyncStore, Memory {
         const e = entries[entryOf[i]]
         const ns = part.ns
         e.ns = ns
-        e.copy[0] = convert(ns.policy, ns.window, e.copy[0], e.copy, 1, now)
+        e.copy[0] = convert(ns.policy, ns.window, e.copy[0], e.copy, 1, now, ns.keepTime)
         return ns.kernel.limit(ns.policy, e.copy, 1, now, part.cost)
       })
       if (!decisions.every((d) => d.allowed)) {

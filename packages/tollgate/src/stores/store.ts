@@ -14,7 +14,7 @@ export type MaybePromise<T> = T | Promise<T>
  */
 export interface Store {
   readonly synchronous: boolean
-  namespace(prefix: string, policy: Policy): Namespace
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): Namespace
   /**
    * limitAll admits every check or none (multi-tier limits). The checks are decided in
    * order, each seeing what earlier checks of the call on the same key took. When all
@@ -23,6 +23,18 @@ export interface Store {
    * would have passed. Checks name namespaces of this store.
    */
   limitAll(checks: readonly Check[], now: number): MaybePromise<Decision[]>
+}
+
+/** NamespaceOptions: how a namespace reads state that namespaces of other policies wrote. */
+export interface NamespaceOptions {
+  /**
+   * shared: other namespaces of the prefix, with other policies of the kind, use the same
+   * state by design (the plans of one tier). A token bucket written under another policy
+   * then keeps the time at which it is full again, as the memory store always does,
+   * instead of being converted to keep its fill fraction (what a limiter in another
+   * process, on the policy before a setPolicy, needs).
+   */
+  shared?: boolean
 }
 
 /** Check: one part of an all-or-nothing decision. */
@@ -63,7 +75,7 @@ export interface Namespace {
 /** SyncStore: a Store whose namespaces answer without promises. */
 export interface SyncStore extends Store {
   readonly synchronous: true
-  namespace(prefix: string, policy: Policy): SyncNamespace
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): SyncNamespace
   limitAll(checks: readonly Check[], now: number): Decision[]
 }
 

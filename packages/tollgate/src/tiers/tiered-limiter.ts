@@ -134,8 +134,11 @@ class TieredRateLimiter implements TieredLimiter<boolean> {
     let slot = this.#slots.get(id)
     if (slot === undefined) {
       slot = {
-        ns: this.#store.namespace(prefix, policy),
-        fallback: this.#fallback?.namespace(prefix, sharePolicy(policy, this.#instances)),
+        // A tier's plans share one namespace per window on purpose (see docs/tiers.md).
+        ns: this.#store.namespace(prefix, policy, { shared: true }),
+        fallback: this.#fallback?.namespace(prefix, sharePolicy(policy, this.#instances), {
+          shared: true,
+        }),
       }
       this.#slots.set(id, slot)
     }

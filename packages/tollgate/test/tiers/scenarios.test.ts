@@ -197,6 +197,25 @@ describe.each(STORES)("tiered limiter on $name", (store) => {
       expect((await g.usage(frank)).tiers.userModel.used).toBe(151)
     })
 
+    it("a token-bucket tier carries the time its bucket is full again across plans of different refill times", async () => {
+      // free: 2,000 tokens a minute (full in 60 s); pro: 100 a second, bursts of 5,000
+      // (full in 50 s). 1,000 spent on free leaves the bucket full again in 30 s: on pro
+      // that is 20 s of its 50, 2,000 tokens, less the one this request takes.
+      const g = gateway({
+        tiers: { tokens: { key: ["user"], budget: "cost" } },
+        plans: {
+          free: { limits: { tokens: { limit: 2000, window: "1m" } } },
+          pro: { limits: { tokens: { rate: 100, period: "1s", burst: 5000 } } },
+        },
+        defaultPlan: "free",
+      })
+      expect((await g.limit({ user: "zed" }, { cost: 1000 })).tiers.tokens.remaining).toBe(1000)
+      const pro = await g.limit({ user: "zed", plan: "pro" }, { cost: 1 })
+      expect(pro.tiers.tokens).toMatchObject({ remaining: 1999, resetAfterMs: 30_010 })
+      // and back: 30.01 s to full is 1,000.33 tokens spent of free's 2,000
+      expect((await g.usage({ user: "zed" })).tiers.tokens.remaining).toBe(999)
+    })
+
     it("reset forgets a principal in the tiers its fields key", async () => {
       const g = gateway(gatewayConfig)
       const gina = { user: "gina", model: "small-1" }

@@ -91,7 +91,11 @@ export class RedisNamespace implements SinkNamespace {
   private readonly engine: Engine
   private readonly encodedPrefix: string
   private readonly tag: string
-  /** history: token bucket policies, [windowMs, changedAt], for converting old buckets. */
+  /**
+   * history: token bucket policies, [windowMs, changedAt, generation], for converting old
+   * buckets. Generations count down from -1 in a namespace made with `shared` (the scripts
+   * then keep the time to full of a bucket another policy wrote), up from 0 otherwise.
+   */
   private history: History
   /** kinds: the calls of each operation this policy kind supports, for the current policy. */
   private kinds: Partial<Record<Op, CallKind>>
@@ -102,14 +106,14 @@ export class RedisNamespace implements SinkNamespace {
    */
   private readonly reservations = new Map<string, number>()
 
-  constructor(store: object, engine: Engine, prefix: string, policy: Policy) {
+  constructor(store: object, engine: Engine, prefix: string, policy: Policy, shared = false) {
     this.store = store
     this.engine = engine
     this.prefix = prefix
     this.policyNow = policy
     this.encodedPrefix = encodePart(prefix)
     this.tag = TAGS[policy.kind]
-    this.history = [[policy.windowMs, 0, 0]]
+    this.history = [[policy.windowMs, 0, shared ? -1 : 0]]
     this.kinds = this.makeKinds()
   }
 
@@ -314,7 +318,8 @@ export class RedisNamespace implements SinkNamespace {
       )
     }
     if (policy.kind === "tokenBucket" && policy.windowMs !== from.windowMs) {
-      const generation = this.history[this.history.length - 1][2] + 1
+      const last = this.history[this.history.length - 1][2]
+      const generation = last < 0 ? last - 1 : last + 1
       this.history = [...this.history, [policy.windowMs, now, generation]].slice(
         -HISTORY_LENGTH,
       ) as History

@@ -3,7 +3,7 @@ import type { Decision } from "../../core/decision.js"
 import { assertPolicy, type Policy } from "../../core/policy.js"
 import { type Duration, parseDuration } from "../../duration.js"
 import { ArgumentError, ConfigError, describe } from "../../errors.js"
-import type { Check, Namespace, Store } from "../store.js"
+import type { Check, Namespace, NamespaceOptions, Store } from "../store.js"
 import { type CallKind, CallQueue, type Item } from "./call-queue.js"
 import { readDecision, readLimit } from "./codec.js"
 import { type Engine, RedisNamespace, type Target } from "./redis-namespace.js"
@@ -206,12 +206,12 @@ export class RedisStore implements Store {
   }
 
   /** namespace opens the state of one (prefix, policy kind); two namespaces of the same pair share it. */
-  namespace(prefix: string, policy: Policy): Namespace {
+  namespace(prefix: string, policy: Policy, options?: NamespaceOptions): Namespace {
     assertPolicy(policy)
     if (typeof prefix !== "string") {
       throw new ConfigError("prefix", `expected a string, got ${describe(prefix)}`)
     }
-    return new RedisNamespace(this, this.engine, prefix, policy)
+    return new RedisNamespace(this, this.engine, prefix, policy, options?.shared === true)
   }
 
   /**

@@ -33,8 +33,10 @@ export function window32(ms: number): number {
  * convert readies state s[i..] recorded under window `stored` (a slot's window32, 0 when
  * none) for policy `p` whose window32 is `w`, and returns the window to record. A token
  * bucket written under another windowMs (another thread's policy, or before setPolicy) is
- * re-expressed to keep its fill fraction. Windows are not converted (as in MemoryStore);
- * the longer window is kept, so that eviction never takes a count that still matters.
+ * re-expressed to keep its fill fraction, unless `keepTime` (a namespace made `shared`:
+ * the plans of a tier share one bucket, whose time to full carries over as it is, as in
+ * MemoryStore). Windows are not converted (as in MemoryStore); the longer window is
+ * kept, so that eviction never takes a count that still matters.
  */
 export function convert(
   p: Policy,
@@ -43,8 +45,11 @@ export function convert(
   s: Float64Array,
   i: number,
   now: number,
+  keepTime = false,
 ): number {
   if (p.kind !== "tokenBucket") return stored > w ? stored : w
-  if (stored > 0 && stored !== w) tokenBucketConvert({ ...p, windowMs: stored }, p, s, i, now)
+  if (stored > 0 && stored !== w && !keepTime) {
+    tokenBucketConvert({ ...p, windowMs: stored }, p, s, i, now)
+  }
   return w
 }

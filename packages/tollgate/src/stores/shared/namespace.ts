@@ -45,6 +45,8 @@ export class SharedNamespace implements SyncNamespace {
   readonly kernel: Kernel
   /** window: window32 of the policy's windowMs, as slots record it. */
   window: number
+  /** keepTime: made `shared`: a bucket another policy wrote keeps its time to full. */
+  readonly keepTime: boolean
   private readonly table: SlotTable
   private readonly numbers: Float64Array
   private readonly floats: Float32Array
@@ -54,10 +56,11 @@ export class SharedNamespace implements SyncNamespace {
   private readonly id = new KeyBytes(ID_BYTES)
   private readonly scratch = new Float64Array(3)
 
-  constructor(memory: Memory, index: number, policy: Policy) {
+  constructor(memory: Memory, index: number, policy: Policy, keepTime = false) {
     this.memory = memory
     this.index = index
     this.policy = policy
+    this.keepTime = keepTime
     this.kernel = KERNELS[policy.kind]
     this.window = window32(policy.windowMs)
     this.table = memory.table
@@ -83,13 +86,17 @@ export class SharedNamespace implements SyncNamespace {
     return into
   }
 
-  /** prepare readies a locked slot's state for this namespace's policy; returns its index. */
-  private prepare(slot: number, now: number): number {
+  /**
+   * prepare readies a locked slot's state for this namespace's policy; returns its index.
+   * `keepTime` false converts a bucket to keep its fill fraction whatever the namespace
+   * (setPolicy's own conversion).
+   */
+  private prepare(slot: number, now: number, keepTime = this.keepTime): number {
     const at = this.table.stateAt(slot)
     const w = this.table.windowAt(slot)
     const stored = this.floats[w]
     if (stored !== this.window) {
-      this.floats[w] = convert(this.policy, this.window, stored, this.numbers, at, now)
+      this.floats[w] = convert(this.policy, this.window, stored, this.numbers, at, now, keepTime)
     }
     return at
   }
@@ -321,7 +328,7 @@ export class SharedNamespace implements SyncNamespace {
     this.window = window32(policy.windowMs)
     if (policy.kind === "tokenBucket" && from.windowMs !== policy.windowMs) {
       this.table.forEach(this.index, (slot) => {
-        this.prepare(slot, now)
+        this.prepare(slot, now, false)
       })
     }
   }

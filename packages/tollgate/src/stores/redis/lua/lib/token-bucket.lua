@@ -30,9 +30,12 @@ function TB.convert(p, tat, w, since, gen, now)
     end
   end
   if from == 0 then
-    -- Written under a policy this namespace does not remember (another process, or a
-    -- change older than the history kept): keep its fill fraction as of now.
-    if w ~= p.window and tat > now then
+    -- Written under a policy this namespace does not remember. In a namespace made
+    -- `shared` (negative generations: the plans of a tier, which share one bucket by
+    -- design), the time at which the bucket is full again carries over as it is, as in
+    -- the memory store. Otherwise (a limiter in another process, or a change older than
+    -- the history kept) keep its fill fraction as of now.
+    if hist[n][3] >= 0 and w ~= p.window and tat > now then
       tat = now + (tat - now) * (p.window / w)
     end
     return tat
