@@ -3,23 +3,11 @@
 // `shared` (a tier's plans, which share one bucket by design) keep the time at which it
 // is full again, as the memory store does. Time is the test's manual clock.
 
-import { Redis } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { createLimiter, manualClock, RedisStore, tokenBucket } from "../../src/index.js"
-import { type RedisServer, startRedis } from "../support/redis.js"
+import { useRedis } from "../support/redis-hooks.js"
 
-let server: RedisServer
-let client: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  client = new Redis({ host: server.host, port: server.port })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await server?.stop()
-})
+const redis = useRedis()
 
 const NOW = Date.parse("2026-01-01T00:00:00Z")
 const perMinute = tokenBucket({ rate: 2000, period: "1m" }) // full in 60 s
@@ -27,7 +15,7 @@ const perSecond = tokenBucket({ rate: 100, period: "1s", burst: 5000 }) // full 
 
 describe("a token bucket written under another policy, on Redis", () => {
   it("keeps its fill fraction for another limiter of the prefix", async () => {
-    const store = new RedisStore({ client, time: "client" })
+    const store = new RedisStore({ client: redis.client, time: "client" })
     const clock = manualClock(NOW)
     const a = createLimiter({ policy: perMinute, store, clock, prefix: "fleet" })
     const b = createLimiter({ policy: perSecond, store, clock, prefix: "fleet" })
@@ -36,7 +24,7 @@ describe("a token bucket written under another policy, on Redis", () => {
   })
 
   it("keeps the time it is full again for namespaces opened as shared", async () => {
-    const store = new RedisStore({ client, time: "client" })
+    const store = new RedisStore({ client: redis.client, time: "client" })
     const a = store.namespace("plans", perMinute, { shared: true })
     const b = store.namespace("plans", perSecond, { shared: true })
     await a.limit("k", 1000, NOW) // full again in 30 s

@@ -3,8 +3,7 @@
 // that round trip queue behind it, as they do over the memory store. Time is the test's
 // manual clock (the store decides on the caller's time).
 
-import { Redis } from "ioredis"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   createLimiter,
   fixedWindow,
@@ -17,20 +16,9 @@ import {
   RedisStore,
   slidingWindowLog,
 } from "../../src/index.js"
-import { type RedisServer, startRedis } from "../support/redis.js"
+import { useRedis } from "../support/redis-hooks.js"
 
-let server: RedisServer
-let client: Redis
-
-beforeAll(async () => {
-  server = await startRedis()
-  client = new Redis({ host: server.host, port: server.port })
-})
-
-afterAll(async () => {
-  client?.disconnect()
-  await server?.stop()
-})
+const redis = useRedis()
 
 const START = Date.parse("2026-01-01T00:00:00Z") // a multiple of the 3 s window
 
@@ -53,7 +41,7 @@ describe.each([
 ] as [string, Policy][])("acquire over RedisStore, %s", (name, policy) => {
   const limiterFor = (prefix: string) => {
     const clock = manualClock(START)
-    const store = new RedisStore({ client, time: "client" })
+    const store = new RedisStore({ client: redis.client, time: "client" })
     return { clock, limiter: createLimiter({ policy, store, clock, prefix: `${prefix}:${name}` }) }
   }
 
@@ -97,7 +85,7 @@ describe.each([
     // denied again, and the deadline at 5 s comes before the window after.
     const other = createLimiter({
       policy,
-      store: new RedisStore({ client, time: "client" }),
+      store: new RedisStore({ client: redis.client, time: "client" }),
       clock: manualClock(START + 3000),
       prefix: `deadline:${name}`,
     })
