@@ -172,6 +172,16 @@ describe("HTTP API", () => {
     expect(denied.headers.get("ratelimit")).toMatch(/^"user";r=0;t=\d+$/)
     expect(denied.headers.get("ratelimit-policy")).toBe('"user";q=2')
     expect(denied.headers.get("retry-after")).toMatch(/^\d+$/)
+    // What the library refuses is named as the body field it came from.
+    const refused: [unknown, string][] = [
+      [{ request: { user: "" } }, "body.request.user"],
+      [{ request: { user: "u2", plan: "gold" } }, "body.request.plan"],
+    ]
+    for (const [body, path] of refused) {
+      const a = await t.post("/v1/check", body)
+      expect(a.status, JSON.stringify(body)).toBe(400)
+      expect(a.body.error).toMatchObject({ code: "ERR_ARGUMENT", path })
+    }
   })
 
   it("answers 400 with the path for bad input", async () => {

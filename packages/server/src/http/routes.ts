@@ -290,7 +290,7 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
       try {
         d = await tiered.limit(b.request, { cost: b.cost, requestId: b.requestId })
       } catch (error) {
-        return decider.failed("tiers", error, "http")
+        return decider.failed("tiers", atField(error, inCheckBody), "http")
       }
       decider.metrics.latency("http", (performance.now() - started) / 1000)
       for (const [name, t] of Object.entries(d.tiers)) {
@@ -461,6 +461,15 @@ export function decisionRoutes(app: FastifyInstance, o: RouteOptions): void {
   sweeper.unref()
   app.addHook("onClose", async () => clearInterval(sweeper))
 }
+
+/** inCheckBody: the library's `request`, `request.<field>`, `cost` and `requestId` are body fields of /v1/check. */
+const inCheckBody = (argument: string) =>
+  argument === "request" ||
+  argument.startsWith("request.") ||
+  argument === "cost" ||
+  argument === "requestId"
+    ? `body.${argument}`
+    : undefined
 
 /** inParams: the key of /v1/keys/:policy/:key comes from the path. */
 const inParams = (argument: string) => (argument === "key" ? "params.key" : undefined)
