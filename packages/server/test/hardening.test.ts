@@ -128,6 +128,27 @@ describe("hardening", () => {
     expect(ok.status).toBe(200)
     expect(ok.body.decisions).toHaveLength(1000)
   })
+
+  it("names a key that could reach a prototype, and survives a deeply nested body", async () => {
+    const cases: [string, string][] = [
+      ['{"policy":"api","key":"k","__proto__":{"x":1}}', "body.__proto__"],
+      [
+        '{"requests":[{"policy":"api","key":"k","constructor":{"prototype":{}}}]}',
+        "body.requests[0].constructor",
+      ],
+    ]
+    for (const [body, path] of cases) {
+      const a = await t.post(body.startsWith('{"requests"') ? "/v1/limit/batch" : "/v1/limit", body)
+      expect(a.status, body).toBe(400)
+      expect(a.body.error).toMatchObject({ code: "ERR_ARGUMENT", path })
+      expect(a.body.error.message).toContain("reserved name")
+    }
+    const deep = `${"[".repeat(200_000)}${"]".repeat(200_000)}`
+    const d = await t.post("/v1/limit", deep)
+    expect(d.status).toBe(400)
+    expect(d.body.error.code).toBe("ERR_ARGUMENT")
+    expect((await t.get("/healthz")).status).toBe(200)
+  })
 })
 
 describe("headers timeout", () => {

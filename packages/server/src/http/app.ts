@@ -101,6 +101,30 @@ export function buildHttp(o: HttpOptions): FastifyInstance {
   // JSON is the only body the API reads: without fastify's text/plain parser, a text body
   // is refused with 415 like any other type that is not JSON.
   app.removeContentTypeParser("text/plain")
+  // JSON bodies are parsed here, so that a body that is valid JSON but carries a key that
+  // could reach an object's prototype is answered as such, with the key's path, rather
+  // than as "invalid JSON" (fastify's parser refuses it without saying why).
+  app.removeContentTypeParser("application/json")
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+    const text = body as string
+    if (text.length === 0) {
+      done(new HttpError(400, "ERR_ARGUMENT", "expected a JSON body, got an empty one"), undefined)
+      return
+    }
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch (error) {
+      done(new HttpError(400, "ERR_ARGUMENT", `invalid JSON: ${(error as Error).message}`))
+      return
+    }
+    const reserved = prototypeKey(value, "body")
+    if (reserved !== undefined) {
+      done(new HttpError(400, "ERR_ARGUMENT", `${reserved}: a reserved name`, reserved))
+      return
+    }
+    done(null, value)
+  })
 
   app.addHook("onRequest", async () => {
     if (o.closing()) {
@@ -220,3 +244,40 @@ function ruleNames(limits: Decider["limits"]): string[] {
 }
 
 export { HttpError }
+
+/**
+ * prototypeKey answers the path of the first `__proto__` key in a parsed body, or of a
+ * `constructor` key holding a `prototype`: keys that copied into an object would change
+ * its prototype. Undefined when there is none. Iterative, and a path is spelled out only
+ * for the key found: a body may nest deeply.
+ */
+function prototypeKey(body: unknown, root: string): string | undefined {
+  // parts[i], parents[i]: how node i is reached from its parent node (-1: the root).
+  const parts: string[] = [root]
+  const parents: number[] = [-1]
+  const stack: [unknown, number][] = [[body, 0]]
+  const spell = (node: number): string => {
+    const out: string[] = []
+    for (let n = node; n >= 0; n = parents[n]) out.push(parts[n])
+    return out.reverse().join("")
+  }
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [value, node] = next
+    if (typeof value !== "object" || value === null) continue
+    const entries: [string, unknown][] = Array.isArray(value)
+      ? value.map((v, i) => [`[${i}]`, v])
+      : Object.entries(value).map(([k, v]) => [`.${k}`, v])
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [part, v] = entries[i]
+      parts.push(part)
+      parents.push(node)
+      const child = parts.length - 1
+      if (part === ".__proto__") return spell(child)
+      if (part === ".constructor" && typeof v === "object" && v !== null && "prototype" in v) {
+        return spell(child)
+      }
+      stack.push([v, child])
+    }
+  }
+  return undefined
+}
