@@ -192,7 +192,9 @@ class LeaseStore implements LocalLeases {
     const inner = this.store.namespace(prefix, policy, options)
     // Pockets need a budget that only time gives back: token buckets and fixed windows.
     if (policy.kind !== "tokenBucket" && policy.kind !== "fixedWindow") return inner
-    const id = `${policy.kind}:${prefix}`
+    // Pockets (and the denials mirrored from the store) are per policy: two limiters of one
+    // prefix with different policies share the store's state, never each other's terms.
+    const id = `${policy.kind}:${prefix}:${JSON.stringify(policy)}`
     let shared = this.shared.get(id)
     if (shared === undefined) {
       shared = {

@@ -355,6 +355,32 @@ describe("localLeases", () => {
     expect(truth.peek("hot").remaining).toBe(before - 7)
   })
 
+  it("keeps each policy's terms when two limiters share a prefix", () => {
+    const clock = manualClock(1_700_000_000_000)
+    const store = localLeases(new MemoryStore(), { maxShare: 0.05, clock })
+    const small = createLimiter({
+      policy: tokenBucket({ rate: 1000, burst: 100 }),
+      store,
+      prefix: "api",
+      clock,
+    })
+    const policy = tokenBucket({ rate: 10_000, burst: 10_000 })
+    const big = createLimiter({ policy, store, prefix: "api", clock })
+    const bare = createLimiter({ policy, store: new MemoryStore(), prefix: "api", clock })
+    small.limit("other")
+    let leased = 0
+    let plain = 0
+    for (let i = 0; i < 30_000; i++) {
+      if (i % 100 === 0) clock.advance(1)
+      if (big.limit("k").allowed) leased++
+      if (bare.limit("k").allowed) plain++
+    }
+    // The first limiter's policy (burst 100) used to decide for the second: 10,000 of 12,977.
+    expect(leased).toBeGreaterThanOrEqual(plain - 0.05 * 10_000)
+    expect(big.peek("k").limit).toBe(10_000)
+    expect(small.peek("other").limit).toBe(100)
+  })
+
   it("gives pockets back under the old policy before setPolicy switches", () => {
     const { clock, counting, store, limiter } = setup(STILL)
     hammer(limiter, clock, 1, 100)
