@@ -161,7 +161,15 @@ export class TollgateServer {
   /** start loads the config (throwing ConfigError when it is invalid) and starts listening. */
   static async start(options: ServeOptions): Promise<TollgateServer> {
     const server = new TollgateServer(options)
-    await server.#start()
+    try {
+      await server.#start()
+    } catch (error) {
+      // A listener that could not be bound: close what was opened, then fail.
+      server.#grpc?.forceShutdown()
+      await server.#http?.close().catch(() => {})
+      await options.closeStore?.().catch(() => {})
+      throw error
+    }
     return server
   }
 

@@ -1,6 +1,8 @@
 // The `tollgate` command, run in process: help, offline and online checks, simulate.
 
+import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -22,6 +24,46 @@ function capture() {
 }
 
 const EXAMPLE = new URL("../examples/tollgate.yaml", import.meta.url).pathname
+const BIN = new URL("../bin/tollgate.js", import.meta.url).pathname
+
+const LISTS = `tiers:
+  user:
+    key: [user]
+plans:
+  free:
+    limits:
+      user: { limit: 100, window: 1h }
+defaultPlan: free
+allow: ["user:admin"]
+deny: ["user:banned-*"]
+`
+
+/** occupy holds a free loopback port until closed. */
+async function occupy(): Promise<{ port: number; server: Server }> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return { port: (server.address() as { port: number }).port, server }
+}
+
+/** tollgate runs the real command in a process of its own, killed after `ms`. */
+function tollgate(args: string[], ms: number) {
+  return new Promise<{ code: number | null; killed: boolean; err: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"] })
+    let err = ""
+    let killed = false
+    child.stderr.on("data", (chunk) => {
+      err += chunk
+    })
+    const timer = setTimeout(() => {
+      killed = true
+      child.kill("SIGKILL")
+    }, ms)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      resolve({ code, killed, err })
+    })
+  })
+}
 let dir: string
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "tollgate-cli-"))
@@ -45,6 +87,69 @@ describe("tollgate --help", () => {
     const bad = capture()
     expect(await run(["serve", "--nope"], bad.io)).toBe(2)
     expect(bad.err).toContain("--nope")
+  })
+})
+
+describe("tollgate serve", () => {
+  it("exits 2 when the gRPC port cannot be bound, instead of serving HTTP only", async () => {
+    const busy = await occupy()
+    try {
+      const r = await tollgate(
+        ["serve", "--config", EXAMPLE, "--port", "0", "--grpc-port", String(busy.port)],
+        15_000,
+      )
+      expect(r.killed).toBe(false)
+      expect(r.code).toBe(2)
+      expect(r.err).toContain("EADDRINUSE")
+      expect(r.err).not.toContain('"listening"')
+    } finally {
+      busy.server.close()
+    }
+  }, 20_000)
+
+  it("closes the HTTP listener it opened when the gRPC one fails", async () => {
+    const busy = await occupy()
+    const free = await occupy()
+    free.server.close()
+    const c = capture()
+    try {
+      const args = ["serve", "--config", EXAMPLE, "--port", String(free.port)]
+      expect(await run([...args, "--grpc-port", String(busy.port)], c.io)).toBe(2)
+    } finally {
+      busy.server.close()
+    }
+    // The HTTP port is free again.
+    const again = createServer()
+    await new Promise<void>((resolve, reject) => {
+      again.once("error", reject)
+      again.listen(free.port, "127.0.0.1", resolve)
+    })
+    again.close()
+  })
+
+  it.each([
+    [["--max-wait=-5"], "--max-wait"],
+    [["--max-batch", "0"], "--max-batch"],
+    [["--instances", "0", "--on-store-error", "fallback"], "--instances"],
+    [["--instances", "1.5"], "--instances"],
+    [["--store-timeout=-1"], "--store-timeout"],
+    [["--max-body", "1.5"], "--max-body"],
+    [["--port", "99999"], "--port: expected a whole number from 0 to 65535, got 99999"],
+    [["--grpc-port=-1"], "--grpc-port"],
+    [["--idle-timeout", "abc"], "--idle-timeout"],
+    [["--headers-timeout", "0"], "--headers-timeout"],
+    [["--health-interval", "0"], "--health-interval"],
+    [["--grpc-max-message", "0"], "--grpc-max-message"],
+    [["--shutdown-timeout", "soon"], "--shutdown-timeout"],
+    [["--on-store-error", "maybe"], "--on-store-error"],
+  ])("refuses %j as a usage error naming the flag", async (bad, message) => {
+    const c = capture()
+    // --port 0 --no-grpc first: a value accepted by mistake must not take a fixed port.
+    const args = ["serve", "--config", EXAMPLE, "--port", "0", "--no-grpc", ...bad]
+    expect(await run(args, c.io)).toBe(2)
+    expect(c.err).toContain(`tollgate: ${message}`)
+    expect(c.err).toContain("tollgate serve — run the rate-limit service")
+    expect(c.err).not.toContain("invalid config")
   })
 })
 
@@ -94,6 +199,57 @@ describe("tollgate check", () => {
     const e = capture()
     expect(await run(["check", "--config", EXAMPLE, "--request", "user=u1,model=m"], e.io)).toBe(0)
     expect(e.out).toMatch(/^allowed: 19 of 20 left/)
+  })
+
+  it("prints allow and deny list decisions plainly", async () => {
+    const file = join(dir, "lists.yaml")
+    writeFileSync(file, LISTS)
+    const d = capture()
+    expect(await run(["check", "--config", file, "--request", "user=banned-1"], d.io)).toBe(1)
+    expect(d.out).toBe("denied by the deny list\n")
+    const a = capture()
+    expect(await run(["check", "--config", file, "--request", "user=admin"], a.io)).toBe(0)
+    expect(a.out).toBe("allowed by the allow list\n")
+  })
+
+  it("prints a decision in JSON for a blocked rule, and says when none matches", async () => {
+    const base = ["check", "--config", EXAMPLE, "--domain", "edge", "--json"]
+    const b = capture()
+    expect(await run([...base, "--descriptor", "header_match=bots"], b.io)).toBe(1)
+    expect(JSON.parse(b.out)).toEqual({
+      allowed: false,
+      limit: 0,
+      remaining: 0,
+      retryAfterMs: null,
+      resetAfterMs: null,
+      matched: "header_match=bots",
+      blocked: true,
+    })
+    const n = capture()
+    expect(await run([...base, "--descriptor", "nothing=here"], n.io)).toBe(0)
+    expect(JSON.parse(n.out)).toMatchObject({ allowed: true, matched: null })
+  })
+
+  describe("against a running server with lists", () => {
+    let t: Running
+    beforeAll(async () => {
+      t = await start({ text: LISTS })
+    })
+    afterAll(() => t.close())
+
+    it("reads JSON null as unlimited, not 0", async () => {
+      const d = capture()
+      expect(await run(["check", "--server", t.url, "--request", "user=banned-1"], d.io)).toBe(1)
+      expect(d.out).toBe("denied by the deny list\n")
+      const a = capture()
+      expect(await run(["check", "--server", t.url, "--request", "user=admin"], a.io)).toBe(0)
+      expect(a.out).toBe("allowed by the allow list\n")
+      const j = capture()
+      expect(
+        await run(["check", "--server", t.url, "--request", "user=admin", "--json"], j.io),
+      ).toBe(0)
+      expect(JSON.parse(j.out)).toMatchObject({ allowed: true, limit: null, listed: "allow" })
+    })
   })
 
   describe("against a running server", () => {
@@ -214,5 +370,23 @@ describe("tollgate simulate", () => {
       ),
     ).toBe(0)
     expect(b.out).toMatch(/\d+ admitted, [1-9]\d* denied/)
+  })
+
+  it.each([
+    [["--algorithm", "bogus", "--rate", "10"], "--algorithm"],
+    [["--algorithm", "tokenBucket", "--rate", "0"], "--rate"],
+    [["--algorithm", "fixedWindow", "--limit", "5", "--window", "soon"], "--window"],
+    [["--rate", "10", "--traffic", "bursty", "--every=-5s"], "--every"],
+    [["--rate", "10", "--traffic", "bursty", "--every", "0"], "--every"],
+    [["--rate", "10", "--traffic", "wavy"], "--traffic"],
+    [["--rate", "10", "--keys", "0"], "--keys"],
+    [["--rate", "10", "--keys", "2.5"], "--keys"],
+  ])("refuses %j as a usage error naming the flag", async (bad, flag) => {
+    const c = capture()
+    const args = ["simulate", "--algorithm", "tokenBucket", ...bad, "--out", join(dir, "x.svg")]
+    expect(await run(args, c.io)).toBe(2)
+    expect(c.err).toContain(`tollgate: ${flag}: `)
+    expect(c.err).toContain("tollgate simulate — ")
+    expect(c.err).not.toContain("invalid config")
   })
 })

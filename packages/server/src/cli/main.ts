@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs"
 import { parseArgs } from "node:util"
 import { type LoadedConfig, parseConfig, readConfig } from "../config/load.js"
 import { toPolicy } from "../config/policy.js"
-import type { PolicySpec } from "../config/schema.js"
+import { ALGORITHMS, type PolicySpec } from "../config/schema.js"
 import { counterKey, match } from "../descriptors.js"
 import {
   ConfigError,
@@ -156,18 +156,71 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
   }
 }
 
-function number(value: string | undefined, name: string): number | undefined {
+function got(value: string): string {
+  return value.trim() === "" ? `"${value}"` : value
+}
+
+/** number reads a flag's value as a finite number >= `min` (>= 0 unless told). */
+function number(value: string | undefined, name: string, min = 0): number | undefined {
   if (value === undefined) return undefined
-  const n = Number(value)
-  if (!Number.isFinite(n) || n < 0)
-    throw new UsageError(`--${name}: expected a number >= 0, got "${value}"`)
+  const n = value.trim() === "" ? Number.NaN : Number(value)
+  if (!Number.isFinite(n) || n < min)
+    throw new UsageError(`--${name}: expected a number >= ${min}, got ${got(value)}`)
   return n
 }
 
-function ms(value: string | undefined, name: string): number | undefined {
+/** whole reads a flag's value as a whole number from `min` (to `max` when given). */
+function whole(
+  value: string | undefined,
+  name: string,
+  min: number,
+  max?: number,
+): number | undefined {
   if (value === undefined) return undefined
-  const n = Number(value)
-  return Number.isFinite(n) ? n : parseDuration(value, `--${name}`, true)
+  const n = value.trim() === "" ? Number.NaN : Number(value)
+  if (!Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
+    const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`
+    throw new UsageError(`--${name}: expected a whole number ${range}, got ${got(value)}`)
+  }
+  return n
+}
+
+/** ms reads a flag's value as a duration: ms, or "250ms", "1s", "1m", "1h", "1d". */
+function ms(
+  value: string | undefined,
+  name: string,
+  { zero = true }: { zero?: boolean } = {},
+): number | undefined {
+  if (value === undefined) return undefined
+  const n = value.trim() === "" ? Number.NaN : Number(value)
+  const t = Number.isNaN(n) ? durationOrNaN(value) : n
+  if (!Number.isFinite(t) || t < 0 || (t === 0 && !zero)) {
+    throw new UsageError(
+      `--${name}: expected a duration ${zero ? ">= 0" : "> 0"} in ms or as "250ms", "1s", "1m", "1h", "1d", got ${got(value)}`,
+    )
+  }
+  return t
+}
+
+function durationOrNaN(value: string): number {
+  try {
+    return parseDuration(value, "", true)
+  } catch {
+    return Number.NaN
+  }
+}
+
+function oneOf<T extends string>(
+  value: string | undefined,
+  name: string,
+  choices: readonly T[],
+): T | undefined {
+  if (value === undefined) return undefined
+  if (!(choices as readonly string[]).includes(value)) {
+    const list = `${choices.slice(0, -1).join(", ")} or ${choices[choices.length - 1]}`
+    throw new UsageError(`--${name}: expected ${list}, got "${value}"`)
+  }
+  return value as T
 }
 
 async function serve(args: string[], io: Io): Promise<number> {
@@ -197,32 +250,32 @@ async function serve(args: string[], io: Io): Promise<number> {
     },
   })
   if (values.config === undefined) throw new UsageError("serve needs --config FILE")
-  const mode = values["on-store-error"] ?? "closed"
-  if (mode !== "closed" && mode !== "open" && mode !== "fallback") {
-    throw new UsageError(`--on-store-error: expected closed, open or fallback, got "${mode}"`)
-  }
+  const mode =
+    oneOf(values["on-store-error"], "on-store-error", ["closed", "open", "fallback"] as const) ??
+    "closed"
   if (values.redis !== undefined && values["redis-cluster"] !== undefined) {
     throw new UsageError("give --redis or --redis-cluster, not both")
   }
+  const grpcPort = whole(values["grpc-port"], "grpc-port", 0, 65535)
   const options: ServeOptions = {
     config: values.config,
     host: values.host ?? "127.0.0.1",
-    port: number(values.port, "port") ?? 8080,
-    grpcPort: values["no-grpc"] ? false : (number(values["grpc-port"], "grpc-port") ?? 8081),
+    port: whole(values.port, "port", 0, 65535) ?? 8080,
+    grpcPort: values["no-grpc"] ? false : (grpcPort ?? 8081),
     tokens: {
       decision: values.token ?? process.env.TOLLGATE_TOKEN,
       admin: values["admin-token"] ?? process.env.TOLLGATE_ADMIN_TOKEN,
     },
     onStoreError: mode,
-    fallbackInstances: number(values.instances, "instances"),
-    storeTimeoutMs: ms(values["store-timeout"], "store-timeout"),
-    maxBodyBytes: number(values["max-body"], "max-body"),
-    maxBatch: number(values["max-batch"], "max-batch"),
+    fallbackInstances: whole(values.instances, "instances", 1),
+    storeTimeoutMs: ms(values["store-timeout"], "store-timeout", { zero: false }),
+    maxBodyBytes: whole(values["max-body"], "max-body", 1),
+    maxBatch: whole(values["max-batch"], "max-batch", 1),
     maxWaitMs: ms(values["max-wait"], "max-wait"),
-    headersTimeoutMs: ms(values["headers-timeout"], "headers-timeout"),
+    headersTimeoutMs: ms(values["headers-timeout"], "headers-timeout", { zero: false }),
     idleTimeoutMs: ms(values["idle-timeout"], "idle-timeout"),
-    grpcMaxMessageBytes: number(values["grpc-max-message"], "grpc-max-message"),
-    healthIntervalMs: ms(values["health-interval"], "health-interval"),
+    grpcMaxMessageBytes: whole(values["grpc-max-message"], "grpc-max-message", 1),
+    healthIntervalMs: ms(values["health-interval"], "health-interval", { zero: false }),
     shutdownTimeoutMs: ms(values["shutdown-timeout"], "shutdown-timeout"),
     signals: true,
     log: jsonLogger,
@@ -264,16 +317,38 @@ function describeDecision(
   json: boolean,
   extra: Record<string, unknown> = {},
 ): number {
+  // JSON has no Infinity: a decision's JSON says null for it (unlimited, or never).
   if (json) io.out(`${JSON.stringify({ ...d, ...extra })}\n`)
-  else {
-    const what = d.allowed ? "allowed" : "denied"
-    const wait = d.allowed ? "" : `, retry after ${Math.ceil(d.retryAfterMs)} ms`
-    const tier = d.tier === undefined ? "" : ` by tier ${d.tier}`
-    io.out(
-      `${what}${tier}: ${Math.floor(d.remaining)} of ${d.limit} left${wait}, full again in ${Math.ceil(d.resetAfterMs)} ms\n`,
-    )
-  }
+  else io.out(`${decisionText(d)}\n`)
   return d.allowed ? 0 : 1
+}
+
+function decisionText(d: Decision): string {
+  const listed = (d as { listed?: unknown }).listed
+  if (listed === "deny") return "denied by the deny list"
+  if (listed === "allow") return "allowed by the allow list"
+  const what = d.allowed ? "allowed" : "denied"
+  const tier = d.tier === undefined ? "" : ` by tier ${d.tier}`
+  const parts = [
+    Number.isFinite(d.limit) ? `${Math.floor(d.remaining)} of ${d.limit} left` : "no limit",
+  ]
+  if (!d.allowed)
+    parts.push(
+      Number.isFinite(d.retryAfterMs)
+        ? `retry after ${Math.ceil(d.retryAfterMs)} ms`
+        : "retrying will not help",
+    )
+  if (Number.isFinite(d.resetAfterMs)) parts.push(`full again in ${Math.ceil(d.resetAfterMs)} ms`)
+  return `${what}${tier}: ${parts.join(", ")}`
+}
+
+/** fromWire reads a decision from a server's JSON, where null stands for Infinity. */
+function fromWire(answer: Record<string, unknown>): Decision {
+  const d: Record<string, unknown> = { ...answer }
+  for (const field of ["limit", "remaining", "retryAfterMs", "resetAfterMs"]) {
+    if (d[field] === null || d[field] === undefined) d[field] = Number.POSITIVE_INFINITY
+  }
+  return d as unknown as Decision
 }
 
 async function check(args: string[], io: Io): Promise<number> {
@@ -325,16 +400,26 @@ async function check(args: string[], io: Io): Promise<number> {
     }))
     const node = match(root, entries)
     if (node?.limit === undefined) {
-      io.out(json ? `${JSON.stringify({ matched: null })}\n` : "no rule matches: not limited\n")
+      io.out(
+        json
+          ? `${JSON.stringify({ allowed: true, matched: null, limited: false })}\n`
+          : "no rule matches: not limited\n",
+      )
       return 0
     }
     const rule = node.limit
     if (rule.enforced === undefined) {
-      io.out(
-        json
-          ? `${JSON.stringify({ matched: node.id, blocked: true })}\n`
-          : `rule ${node.id}: blocked (0 per unit)\n`,
-      )
+      // A rule of 0 per unit: every request is denied and no wait helps (null: never).
+      const blocked = {
+        allowed: false,
+        limit: 0,
+        remaining: 0,
+        retryAfterMs: null,
+        resetAfterMs: null,
+        matched: node.id,
+        blocked: true,
+      }
+      io.out(json ? `${JSON.stringify(blocked)}\n` : `rule ${node.id}: blocked (0 per unit)\n`)
       return 1
     }
     if (!json) io.out(`rule ${node.id}${rule.shadow ? " (shadow mode)" : ""}\n`)
@@ -387,12 +472,14 @@ async function checkServer(
     headers,
     body: JSON.stringify(body),
   })
-  const answer = (await res.json()) as Decision & { error?: { code: string; message: string } }
+  const answer = (await res.json()) as Record<string, unknown> & {
+    error?: { code: string; message: string }
+  }
   if (!res.ok) {
     io.err(`tollgate: ${res.status} ${answer.error?.code}: ${answer.error?.message}\n`)
     return 2
   }
-  return describeDecision({ ...answer, limit: answer.limit ?? Number.POSITIVE_INFINITY }, io, json)
+  return describeDecision(fromWire(answer), io, json)
 }
 
 function simulateCommand(args: string[], io: Io): number {
@@ -430,22 +517,30 @@ function simulateCommand(args: string[], io: Io): number {
   } else {
     if (values.algorithm === undefined)
       throw new UsageError("give --config FILE --policy NAME, or --algorithm")
+    const algorithm = oneOf(values.algorithm, "algorithm", ALGORITHMS)!
     const spec = {
-      algorithm: values.algorithm,
+      algorithm,
       rate: number(values.rate, "rate"),
       period: values.period,
       burst: number(values.burst, "burst"),
       limit: number(values.limit, "limit"),
       window: values.window,
     } as PolicySpec
-    policy = toPolicy(
-      Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as PolicySpec,
-      "policy",
-    )
+    try {
+      policy = toPolicy(
+        Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as PolicySpec,
+        "policy",
+      )
+    } catch (error) {
+      // The policy is made of flags: name the flag, not a config path.
+      if (!(error instanceof ConfigError) || !error.path.startsWith("policy.")) throw error
+      const flag = `--${error.path.slice("policy.".length)}`
+      throw new UsageError(error.message.replace(`${error.path}:`, `${flag}:`))
+    }
     title = describe(policy)
   }
   const rps = number(values.rps, "rps") ?? 10
-  const kind = values.traffic ?? "steady"
+  const kind = oneOf(values.traffic, "traffic", ["steady", "bursty", "ramp"] as const) ?? "steady"
   let pattern: Pattern
   if (kind === "steady") pattern = { kind, rps }
   else if (kind === "bursty") {
@@ -453,18 +548,17 @@ function simulateCommand(args: string[], io: Io): number {
       kind,
       rps,
       burstRps: number(values["burst-rps"], "burst-rps") ?? rps * 10,
-      everyMs: ms(values.every, "every") ?? 10_000,
+      everyMs: ms(values.every, "every", { zero: false }) ?? 10_000,
       burstMs: ms(values["burst-for"], "burst-for") ?? 1000,
     }
-  } else if (kind === "ramp")
-    pattern = { kind, fromRps: rps, toRps: number(values.to, "to") ?? rps * 10 }
-  else throw new UsageError(`--traffic: expected steady, bursty or ramp, got "${kind}"`)
+  } else pattern = { kind, fromRps: rps, toRps: number(values.to, "to") ?? rps * 10 }
   const durationMs = ms(values.duration, "duration") ?? 60_000
   if (durationMs <= 0 || durationMs > 7 * 86_400_000)
     throw new UsageError("--duration: between 1 ms and 7 days")
+  const holdMs = ms(values.hold, "hold") ?? 100
+  const keys = whole(values.keys, "keys", 1) ?? 1
   const clock = manualClock(0)
   const limiter = createLimiter({ policy, clock, store: new MemoryStore() })
-  const holdMs = ms(values.hold, "hold") ?? 100
   const held: { until: number; release: () => unknown }[] = []
   const decide: Decide = (key, t) => {
     if (t > clock.now()) clock.set(t)
@@ -474,7 +568,7 @@ function simulateCommand(args: string[], io: Io): number {
       held.push({ until: t + holdMs, release: d.lease.release })
     return d.allowed
   }
-  const result = simulate(pattern, durationMs, decide, { keys: number(values.keys, "keys") ?? 1 })
+  const result = simulate(pattern, durationMs, decide, { keys })
   const html = values.out.endsWith(".html") || values.out.endsWith(".htm")
   writeFileSync(values.out, html ? renderHtml(result, title) : renderSvg(result, title))
   io.out(
