@@ -4,6 +4,8 @@ import {
   fixedWindow,
   MemoryStore,
   manualClock,
+  SharedMemoryStore,
+  slidingWindowCounter,
   slidingWindowLog,
   tokenBucket,
 } from "../src/index.js"
@@ -174,5 +176,30 @@ describe("scenarios", () => {
     // The regularly used key kept its (empty) state; an old flood key was forgotten.
     expect(limiter.peek("vip").remaining).toBe(0)
     expect(limiter.peek("flood-0").remaining).toBe(5)
+  })
+})
+
+describe("a sliding window counter whose window length changes", () => {
+  it.each([
+    ["MemoryStore", () => new MemoryStore()],
+    ["SharedMemoryStore", () => new SharedMemoryStore({ maxKeys: 100 })],
+  ])("keeps its counts across the next boundary (%s)", (_name, store) => {
+    // 1 s windows, then 2 s: the start recorded under 1 s (49 s) is inside the 2 s window
+    // from 48 s, whose count it is; at 50 s that count becomes the previous window's.
+    const clock = manualClock(1_700_000_049_783)
+    const limiter = createLimiter({
+      policy: slidingWindowCounter({ limit: 10, window: "1s" }),
+      store: store(),
+      clock,
+    })
+    let admitted = limiter.limit("k", { cost: 9 }).allowed ? 9 : 0
+    limiter.setPolicy(slidingWindowCounter({ limit: 20, window: "2s" }))
+    while (limiter.limit("k").allowed) admitted++
+    const denied = limiter.limit("k")
+    expect(admitted).toBe(20)
+    clock.advance(denied.retryAfterMs - 1)
+    expect(limiter.limit("k").allowed).toBe(false)
+    clock.advance(1)
+    expect(limiter.limit("k").allowed).toBe(true)
   })
 })

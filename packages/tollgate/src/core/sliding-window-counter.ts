@@ -6,6 +6,16 @@ import type { SlidingWindowCounterPolicy } from "./policy.js"
 //   previous * (1 - elapsed / windowMs) + current,   elapsed = now - start.
 
 /** slidingWindowCounterLimit admits `cost` when the weighted estimate leaves room for it. */
+/**
+ * onGrid is a recorded window start as a start of this policy's windows: itself when it is
+ * one, else the start of the window holding it (a start recorded under another window
+ * length, before setPolicy, would otherwise match no window and its counts be lost). The
+ * Lua twin computes the same, operation for operation.
+ */
+function onGrid(t: number, w: number): number {
+  return Math.floor(t / w + 0.5) * w === t ? t : Math.floor(t / w) * w
+}
+
 export function slidingWindowCounterLimit(
   p: SlidingWindowCounterPolicy,
   s: Float64Array,
@@ -15,12 +25,13 @@ export function slidingWindowCounterLimit(
 ): Decision {
   const w = p.windowMs
   const start = Math.floor(now / w) * w
+  const at = onGrid(s[i], w)
   let current = 0
   let previous = 0
-  if (s[i] >= start) {
+  if (at >= start) {
     current = s[i + 1]
     previous = s[i + 2]
-  } else if (s[i] === start - w) {
+  } else if (at === start - w) {
     previous = s[i + 1]
   }
   // The microsecond of slack every algorithm allows: waiting retryAfterMs suffices.
@@ -28,7 +39,7 @@ export function slidingWindowCounterLimit(
   const estimate = previous * Math.max(0, 1 - elapsed / w) + current
   if (estimate + cost <= p.limit + COST_EPSILON) {
     if (cost > 0) {
-      s[i] = Math.max(s[i], start)
+      s[i] = Math.max(at, start)
       s[i + 1] = current + cost
       s[i + 2] = previous
     }
@@ -79,8 +90,10 @@ export function slidingWindowCounterAdjust(
   slidingWindowCounterLimit(p, s, i, now, 0)
   const w = p.windowMs
   const start = Math.floor(now / w) * w
-  if (s[i] < start) {
-    s[i + 2] = s[i] === start - w ? s[i + 1] : 0
+  const at = onGrid(s[i], w)
+  s[i] = at
+  if (at < start) {
+    s[i + 2] = at === start - w ? s[i + 1] : 0
     s[i + 1] = 0
     s[i] = start
   }

@@ -46,15 +46,26 @@ function SWC.save(p, key, st, ctx)
   end
 end
 
+-- onGrid: a recorded window start as a start of this policy's windows (the twin of
+-- onGrid in src/core/sliding-window-counter.ts): itself when it is one, else the start of
+-- the window holding it (a start recorded under another window length, before setPolicy).
+function SWC.onGrid(t, w)
+  if math.floor(t / w + 0.5) * w == t then
+    return t
+  end
+  return math.floor(t / w) * w
+end
+
 function SWC.limit(p, st, now, cost)
   local w = p.window
   local start = math.floor(now / w) * w
+  local at = SWC.onGrid(st.start, w)
   local current = 0
   local previous = 0
-  if st.start >= start then
+  if at >= start then
     current = st.current
     previous = st.previous
-  elseif st.start == start - w then
+  elseif at == start - w then
     previous = st.current
   end
   -- The microsecond of slack every algorithm allows: waiting retryAfterMs suffices.
@@ -62,7 +73,7 @@ function SWC.limit(p, st, now, cost)
   local estimate = previous * math.max(0, 1 - elapsed / w) + current
   if estimate + cost <= p.limit + COST_EPSILON then
     if cost > 0 then
-      st.start = math.max(st.start, start)
+      st.start = math.max(at, start)
       st.current = current + cost
       st.previous = previous
       st.dirty = true
@@ -104,6 +115,7 @@ end
 function SWC.adjust(p, st, now, delta)
   local w = p.window
   local start = math.floor(now / w) * w
+  st.start = SWC.onGrid(st.start, w)
   if st.start < start then
     st.previous = st.start == start - w and st.current or 0
     st.current = 0
