@@ -28,7 +28,7 @@ import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 // race leaves less budget, never more.
 
 /** TAKE_ATTEMPTS: tries to take the ordinary key's level while others keep using it (then none is moved). */
-const TAKE_ATTEMPTS = 4
+const TAKE_ATTEMPTS = 6
 
 /** flagPolicy: one token per key, refilled in `holdMs` (at least 1 ms): a flag or a lock that lasts that long. */
 export function flagPolicy(holdMs: number): TokenBucketPolicy {
@@ -182,8 +182,9 @@ export class Adaptive {
    * store), so that only budget nobody else used is moved. When other processes used
    * some since `level` was read, the take is refused and tried again at the level the
    * refusal shows (whole units: a token bucket's level read back from times may be a
-   * rounding above what a take can have), up to TAKE_ATTEMPTS times. It returns what it
-   * took (0 when every attempt was refused).
+   * rounding above what a take can have), less a margin that grows by what went between
+   * attempts, up to TAKE_ATTEMPTS times. It returns what it took (0 when every attempt
+   * was refused).
    */
   private *take(
     ns: Namespace,
@@ -192,11 +193,17 @@ export class Adaptive {
     level: number,
     now: number,
   ): Steps<number> {
-    for (let attempt = 0; attempt < TAKE_ATTEMPTS && level > 1e-9; attempt++) {
-      const cost = level
-      const t = yield* one(() => ns.limit(key, cost, now))
-      if (t.allowed) return cost
-      level = Math.floor(levelOf(part, t) + 1e-9)
+    let cost = level
+    for (let attempt = 0; attempt < TAKE_ATTEMPTS && cost > 1e-9; attempt++) {
+      const asked = cost
+      const t = yield* one(() => ns.limit(key, asked, now))
+      if (t.allowed) return asked
+      // Refused: others used some since. Ask next for the level the refusal shows, less
+      // what went meanwhile (once more each attempt), so that traffic that keeps using the
+      // key, this process's own requests included, cannot outpace every attempt. What is
+      // not taken is drained with the key: left behind, never counted twice.
+      const left = Math.floor(levelOf(part, t) + 1e-9)
+      cost = left - Math.max(0, asked - left) * attempt
     }
     return 0
   }
