@@ -13,10 +13,12 @@ import { all, one, type Settled, type Steps, settled } from "./sharded-steps.js"
 // - The flag (`<prefix>#hot`, a one-token bucket per key refilling in `hold`): an empty
 //   bucket means "sharded" until it refills. Processes that see the key hot refresh it.
 // - Heating: the first process to see more than `above` requests a second reads the
-//   ordinary key and the shards, takes the flag (one winner), takes the ordinary key's
-//   level from it (a limit of that cost), sets the shards to what it took (split by
-//   share) and drains the ordinary key (charges it twice its limit). A process that
-//   still uses the ordinary key is then refused there, looks at the flag, and follows.
+//   ordinary key and the shards, takes the heating lock (`<prefix>#heat`, one winner),
+//   takes the ordinary key's level from it (a limit of that cost), sets the shards to
+//   what it took (split by share), drains the ordinary key (charges it twice its limit)
+//   and only then sets the flag: no process can follow the flag, and drain the ordinary
+//   key itself, before the winner has taken its level. A process that still uses the
+//   ordinary key is then refused there, looks at the flag, and follows.
 //   The ordinary key is drained again before it could refill (token bucket) or at each
 //   new window (fixed window) while the key stays hot.
 // - Cooling: when the flag has run out, the first process to notice (one winner, through
@@ -35,6 +37,11 @@ export function flagPolicy(holdMs: number): TokenBucketPolicy {
   return tokenBucket({ rate: 1, period: Math.max(1, holdMs), burst: 1 })
 }
 
+/** lockMs: how long a heating lock holds, at most (a winner that dies frees it then). */
+function lockMs(holdMs: number): number {
+  return Math.min(holdMs, 5000)
+}
+
 /** flagSet: the flag bucket is empty, so the key is sharded (for resetAfterMs more). */
 function flagSet(d: Decision): boolean {
   return d.remaining === 0
@@ -44,6 +51,7 @@ export class Adaptive {
   /** plain: the ordinary keys, with the whole policy. */
   readonly plain: Namespace
   private readonly flag: Namespace
+  private readonly heatLock: Namespace
   private readonly cool: Namespace
   private readonly shards: readonly Namespace[]
   private readonly background: (steps: Steps<void>) => void
@@ -62,6 +70,7 @@ export class Adaptive {
     this.background = background
     this.plain = store.namespace(prefix, spec.base)
     this.flag = store.namespace(`${prefix}#hot`, flagPolicy(holdMs))
+    this.heatLock = store.namespace(`${prefix}#heat`, flagPolicy(lockMs(holdMs)))
     this.cool = store.namespace(`${prefix}#cool`, flagPolicy(holdMs))
   }
 
@@ -115,8 +124,17 @@ export class Adaptive {
   *shardedMeanwhile(key: string, e: Tracked, now: number): Steps<boolean> {
     if (now - e.flagCheckedAt < this.options().recheckMs) return false
     e.flagCheckedAt = now
-    const f = yield* one(() => this.flag.peek(key, now))
-    if (!flagSet(f)) return false
+    const [f, lock] = yield* all<Decision>([
+      () => this.flag.peek(key, now),
+      () => this.heatLock.peek(key, now),
+    ])
+    if (!flagSet(f)) {
+      // A move in progress (its lock taken, the flag not set yet): the ordinary key was
+      // refused because its level is being moved; look again at the next refusal rather
+      // than a recheck later, so that the key is followed as soon as the flag is set.
+      if (flagSet(lock)) e.flagCheckedAt = Number.NEGATIVE_INFINITY
+      return false
+    }
     this.becomeHot(e, now, f.resetAfterMs, now)
     return true
   }
@@ -148,17 +166,20 @@ export class Adaptive {
       this.becomeHot(e, now, f.resetAfterMs, now)
       return
     }
-    const won = yield* one(() => this.flag.limit(key, 1, now))
-    if (!won.allowed) {
-      this.becomeHot(e, now, won.resetAfterMs, now)
-      return
-    }
+    // Another process holding the lock is moving the budget; this one follows the flag
+    // once it is set (when refused on the ordinary key, see shardedMeanwhile).
+    const won = yield* one(() => this.heatLock.limit(key, 1, now))
+    if (!won.allowed) return
     // This process moves the budget: it takes the ordinary key's level (see take), sets
     // each shard to its share of what it took (charging or refunding it), and drains the
-    // ordinary key. What the ordinary key gains after the take, and what other processes
-    // take of it before they follow, is budget left behind, never counted twice.
+    // ordinary key, then sets the flag. What the ordinary key gains after the take, and
+    // what other processes take of it before they follow, is budget left behind, never
+    // counted twice.
     const base = this.spec.base
     const taken = yield* this.take(this.plain, key, base, levelOf(base, p), now)
+    // Nothing taken (every try lost the race): moving would set the shards to nothing and
+    // drop the whole budget. Leave the key as it is; it heats again once the lock lapses.
+    if (taken <= 0 && levelOf(base, p) > 0) return
     const targets = deal(this.spec.parts, taken)
     const charges = targets.map((target, j) => e.levels.at(j, now) - target)
     const shards = charges.map((_, j) => j).filter((j) => Math.abs(charges[j]) > 1e-9)
@@ -169,6 +190,8 @@ export class Adaptive {
     charged.forEach((r, i) => {
       if (r.ok) e.levels.record(shards[i], r.value, now)
     })
+    // Set (or, when a winner whose lock ran out set it already, left as it is).
+    yield* one(() => this.flag.limit(key, 1, now))
     this.becomeHot(
       e,
       now,
@@ -281,7 +304,12 @@ export class Adaptive {
 
   /** resetCalls: the calls that forget a key's ordinary state and flags. */
   resetCalls(key: string): (() => MaybePromise<void>)[] {
-    return [() => this.plain.reset(key), () => this.flag.reset(key), () => this.cool.reset(key)]
+    return [
+      () => this.plain.reset(key),
+      () => this.flag.reset(key),
+      () => this.heatLock.reset(key),
+      () => this.cool.reset(key),
+    ]
   }
 
   /** setSpec follows a policy change: the ordinary keys and the flags convert to the new policy. */
@@ -290,6 +318,7 @@ export class Adaptive {
     this.plain.setPolicy(spec.base, now)
     if (holdMs !== this.options().holdMs) {
       this.flag.setPolicy(flagPolicy(holdMs), now)
+      this.heatLock.setPolicy(flagPolicy(lockMs(holdMs)), now)
       this.cool.setPolicy(flagPolicy(holdMs), now)
     }
     this.spec = spec
