@@ -176,10 +176,11 @@ export class Adaptive {
     // what other processes take of it before they follow, is budget left behind, never
     // counted twice.
     const base = this.spec.base
-    const taken = yield* this.take(this.plain, key, base, levelOf(base, p), now)
+    const level = levelOf(base, p)
+    const taken = yield* this.take(this.plain, key, base, level, now)
     // Nothing taken (every try lost the race): moving would set the shards to nothing and
     // drop the whole budget. Leave the key as it is; it heats again once the lock lapses.
-    if (taken <= 0 && levelOf(base, p) > 0) return
+    if (taken <= 0 && level > 0) return
     const targets = deal(this.spec.parts, taken)
     const charges = targets.map((target, j) => e.levels.at(j, now) - target)
     const shards = charges.map((_, j) => j).filter((j) => Math.abs(charges[j]) > 1e-9)
