@@ -11,6 +11,9 @@ export interface KeyBudget {
 
 const INITIAL_SLOTS = 16
 
+/** SMALL: the largest 30-bit number (epoch and placed stay small integers). */
+const SMALL = 0x3fffffff
+
 /**
  * KeyTable maps keys to slots of fixed-width numeric state (`width` numbers per slot in
  * `data`) or to state objects (`objects`, when width is 0). It keeps the keys in
@@ -28,6 +31,14 @@ export class KeyTable<S = never> {
   data: Float64Array
   /** objects: per-slot state when width is 0. */
   readonly objects: (S | undefined)[] = []
+  /** keys: the key held in each slot ("" when the slot is free). */
+  readonly keys: string[] = []
+  /**
+   * epoch counts the slots freed so far: while it stands, every slot holds the key it held
+   * (a caller that remembered a key's slot may use it without the Map; see `at`). It is
+   * -1 for good once the count passes 30 bits (a remembered slot is then checked by key).
+   */
+  epoch = 0
   /** stamps: the count of keys added (mod 2^32) when each slot's key was last placed. */
   private stamps: Uint32Array
   private placements = 0
@@ -70,6 +81,28 @@ export class KeyTable<S = never> {
     return slot
   }
 
+  /**
+   * at is find for a key whose slot the caller remembers, found when the table's `epoch`
+   * was `seen` and its `placed` was `placed`: that slot, marked used, while it still holds
+   * the key, else what find answers. With no key added or freed since, the key's place in
+   * recency order was settled then, and stands.
+   */
+  at(key: string, slot: number, seen: number, placed: number): number {
+    if (seen === this.epoch && seen >= 0) {
+      if (slot < 0) return this.find(key)
+      if (placed === (this.placements & SMALL)) return slot
+    } else if (slot < 0 || this.keys[slot] !== key) {
+      return this.find(key)
+    }
+    if ((this.placements - this.stamps[slot]) >>> 0 > this.map.size >>> 3) this.renew(key, slot)
+    return slot
+  }
+
+  /** placed: the count of keys added, as `at` takes it (30 bits). */
+  get placed(): number {
+    return this.placements & SMALL
+  }
+
   /** renew moves a key to the recent end of the recency order (apart from find, to keep find small). */
   private renew(key: string, slot: number): void {
     this.map.delete(key)
@@ -90,6 +123,7 @@ export class KeyTable<S = never> {
       slot = this.used++
     }
     this.map.set(key, slot)
+    this.keys[slot] = key
     this.stamps[slot] = this.placements
     this.placements = (this.placements + 1) >>> 0
     this.budget.size++
@@ -150,6 +184,8 @@ export class KeyTable<S = never> {
     }
     this.data.fill(0, slot * this.width, (slot + 1) * this.width)
     if (this.width === 0) this.objects[slot] = undefined
+    this.keys[slot] = ""
+    if (this.epoch >= 0) this.epoch = this.epoch < SMALL ? this.epoch + 1 : -1
     this.free.push(slot)
     this.budget.size--
   }

@@ -176,6 +176,23 @@ export class MemoryStore implements SyncStore {
     return decisions
   }
 
+  /**
+   * lanes prepares repeated all-or-nothing checks on a fixed list of namespaces of this
+   * store (a multi-tier check's tiers), or answers undefined when they do not qualify:
+   * each must be a token bucket, fixed window or sliding window counter of this store, and
+   * no two may share a table (a prefix and kind), so no two checks share a key.
+   */
+  lanes(namespaces: readonly unknown[]): Lanes | undefined {
+    const tables = new Set<KeyTable<unknown>>()
+    for (const ns of namespaces) {
+      if (!(ns instanceof NumericNamespace) || ns.store !== this) return undefined
+      const table = ns.lane().table
+      if (tables.has(table)) return undefined
+      tables.add(table)
+    }
+    return new Lanes(namespaces.map((ns) => (ns as NumericNamespace).lane()))
+  }
+
   namespace(prefix: string, policy: Policy): SyncNamespace {
     assertPolicy(policy)
     if (typeof prefix !== "string")
@@ -453,6 +470,11 @@ class NumericNamespace extends MemoryNamespace implements SyncNamespace {
     }
   }
 
+  /** lane: what Lanes needs of this namespace (its policy as it is now). */
+  lane(): Lane {
+    return { table: this.shared.table, kernel: this.kernel, policy: this.policy }
+  }
+
   limitNow(key: string, cost: number, now: number): Decision {
     const table = this.shared.table
     const k = this.kernel
@@ -715,4 +737,120 @@ class LeaseNamespace extends MemoryNamespace implements SyncNamespace {
     if (slot !== undefined)
       concurrencyRelease(this.shared.table.objects[slot] as LeaseState, leaseId)
   }
+}
+
+/** Lane: one namespace of a Lanes: its key table, kernel and policy. */
+interface Lane {
+  readonly table: KeyTable<unknown>
+  readonly kernel: NumericKernel
+  readonly policy: Policy
+}
+
+/**
+ * Lanes checks one key on each of a fixed list of numeric namespaces, all or nothing, on
+ * the live state (as limitAll does for such checks), for a caller that remembers where
+ * keys were found. For lane i, `where[i]` is -1 (nothing remembered: the table's Map is
+ * asked) or the offset h in `hints` of the caller's record for keys[i]: the slot the key
+ * was found in (-1: not found), and the table's epoch and placed then (see KeyTable.at).
+ * check() uses it to skip the Map and brings it up to date. A record must only ever be
+ * used for one key of one lane. The policies are those of the namespaces when the Lanes
+ * was made. One check runs at a time (the store is synchronous).
+ */
+export class Lanes {
+  readonly size: number
+  private readonly lanes: readonly Lane[]
+  /** slots, saved: each check's slot (-1: a new key) and its state before the check. */
+  private readonly slots: Int32Array
+  private readonly saved: Float64Array
+
+  constructor(lanes: readonly Lane[]) {
+    this.lanes = lanes
+    this.size = lanes.length
+    this.slots = new Int32Array(lanes.length)
+    this.saved = new Float64Array(lanes.length * STATE_WIDTH)
+  }
+
+  /**
+   * check decides keys[i] at cost costs[i] on lane i, for every lane; out[i] gets each
+   * decision. Answers whether all were admitted: if not, or if a kernel throws, no state
+   * has changed.
+   */
+  check(
+    keys: readonly string[],
+    costs: Float64Array,
+    hints: Int32Array,
+    where: Int32Array,
+    now: number,
+    out: Decision[],
+  ): boolean {
+    const { lanes, slots, saved } = this
+    const n = lanes.length
+    let allowed = true
+    let staged = 0
+    try {
+      for (; staged < n; staged++) {
+        const i = staged
+        const lane = lanes[i]
+        const table = lane.table
+        const k = lane.kernel
+        const h = where[i]
+        const slot =
+          h < 0 ? table.find(keys[i]) : table.at(keys[i], hints[h], hints[h + 1], hints[h + 2])
+        slots[i] = slot
+        const at = i * STATE_WIDTH
+        let d: Decision
+        if (slot >= 0) {
+          if (h >= 0) remember(hints, h, slot, table)
+          const data = table.data
+          const from = slot * k.width
+          for (let j = 0; j < k.width; j++) saved[at + j] = data[from + j]
+          d = k.limit(lane.policy, data, from, now, costs[i])
+        } else {
+          saved.fill(0, at, at + STATE_WIDTH)
+          d = k.limit(lane.policy, saved, at, now, costs[i])
+        }
+        out[i] = d
+        if (!d.allowed) allowed = false
+      }
+    } finally {
+      if (staged < n) this.undo(staged)
+    }
+    if (!allowed) {
+      this.undo(n)
+      return false
+    }
+    for (let i = 0; i < n; i++) {
+      if (slots[i] >= 0) continue
+      const lane = lanes[i]
+      const k = lane.kernel
+      const at = i * STATE_WIDTH
+      if (k.empty(lane.policy, saved, at, now)) continue
+      const table = lane.table
+      const slot = table.add(keys[i], now)
+      const to = slot * k.width
+      const data = table.data
+      for (let j = 0; j < k.width; j++) data[to + j] = saved[at + j]
+      if (where[i] >= 0) remember(hints, where[i], slot, table)
+    }
+    return true
+  }
+
+  /** undo puts back the state of the first `count` checks' keys, newest first. */
+  private undo(count: number): void {
+    for (let i = count - 1; i >= 0; i--) {
+      const slot = this.slots[i]
+      if (slot < 0) continue
+      const w = this.lanes[i].kernel.width
+      const data = this.lanes[i].table.data
+      const to = slot * w
+      for (let j = 0; j < w; j++) data[to + j] = this.saved[i * STATE_WIDTH + j]
+    }
+  }
+}
+
+/** remember records in hints[h..h+2] that a key is at `slot` of `table` now. */
+function remember(hints: Int32Array, h: number, slot: number, table: KeyTable<unknown>): void {
+  hints[h] = slot
+  hints[h + 1] = table.epoch
+  hints[h + 2] = table.placed
 }

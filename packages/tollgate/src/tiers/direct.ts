@@ -1,44 +1,134 @@
-// The synchronous path of a tiered check on a MemoryStore: the request's tiers checked
-// with one limitAll of the store (which decides token buckets, windows and counters on
-// distinct keys straight on its tables), without the per-check records, the attempt and
-// the failure handling an asynchronous store needs. It takes the common case only (every
-// tier enforcing and without a penalty; no request id); anything else goes the general
-// way.
+// The synchronous path of a tiered check on a MemoryStore. It takes the common case only
+// (every tier enforcing, without a penalty, on a token bucket or window; no request id)
+// and decides it with the store's Lanes, without the per-check records, the attempt and
+// the failure handling an asynchronous store needs; anything else goes the general way.
+//
+// Most tiers of a gateway are keyed by one field (the user: requests per user, tokens per
+// user, requests per user and model). A plan keeps a row per value of that field, with
+// where each of those tiers' keys sits in the store's tables, so a request that comes
+// again finds all of them with one Map lookup instead of one per tier (and its two-field
+// keys without building them again).
 
-import { MemoryStore } from "../stores/memory-store.js"
-import type { Check, Namespace, Store } from "../stores/store.js"
-import { type Counter, Entry, outcome, type TieredDecision } from "./outcome.js"
-import type { Profile, Reader, Tier } from "./resolve.js"
+import type { Decision } from "../core/decision.js"
+import { type Lanes, MemoryStore } from "../stores/memory-store.js"
+import type { Store } from "../stores/store.js"
+import { bound, type Counter, closer, type TierDecision, type TieredDecision } from "./outcome.js"
+import { type Limit, type Profile, pairKey, type Reader, type Tier } from "./resolve.js"
+
+/** ROWS_CAP: the most principals a plan remembers (fewer when the store holds fewer keys). */
+const ROWS_CAP = 262_144
+
+/** PAIRS: the second-field values a principal's row remembers per two-field tier. */
+const PAIRS = 2
+
+/** HINT: the numbers of one remembered slot (slot, epoch, placed: see Lanes). */
+const HINT = 3
+
+/** How a step's key is made: from the main field alone, from it and one more, or otherwise. */
+const OWN = 1
+const PAIR = 2
+const OTHER = 0
 
 /**
- * DirectPlan checks a profile's tiers on a MemoryStore. One plan serves one profile of
- * one compiled config; it holds one reused check per tier (its key and cost, for
- * limitAll) and one reused Entry (its decision, for `outcome`), so it is used by one call
- * at a time, as a synchronous store is.
+ * DirectPlan checks a profile's tiers on a MemoryStore. One plan serves one profile of one
+ * compiled config; its scratch (keys, costs, decisions) is reused from call to call, so
+ * it is used by one call at a time, as a synchronous store is.
+ *
+ * The main field is the first key field of the most tiers. Each value of it seen (a
+ * principal) gets a row: where the keys of its one-field tiers were found in their tables,
+ * and for each two-field tier the last PAIRS second values, with their keys and slots. The
+ * rows are a ring: past `cap` principals the oldest row is reused.
  */
 export class DirectPlan {
-  private readonly store: MemoryStore
+  private readonly lanes: Lanes
   private readonly tiers: readonly Tier[]
-  private readonly entries: readonly Entry[]
-  private readonly checks: { namespace: Namespace; key: string; cost: number }[]
+  private readonly limits: readonly Limit[]
+  private readonly names: readonly string[]
+  /** field: the main field (undefined: no two tiers share a first field). */
+  private readonly field: string | undefined
+  /** how, seconds: per step, how its key is made, and the second field of a PAIR step. */
+  private readonly how: Uint8Array
+  private readonly seconds: readonly string[]
+  /** base: per step, where its part of a row starts (in `rows` and, for PAIR steps, `pairs`). */
+  private readonly base: Int32Array
+  private readonly pairBase: Int32Array
+  private readonly stride: number
+  private readonly pairStride: number
+  private readonly cap: number
+  /** index: principal -> row; principals: row -> principal; next: the row to reuse. */
+  private readonly index = new Map<string, number>()
+  private readonly principals: string[] = []
+  private next = 0
+  private rows: Int32Array
+  /** pairValues, pairKeys: per row and PAIR step, the remembered second values and keys. */
+  private readonly pairValues: string[] = []
+  private readonly pairKeys: string[] = []
+  private readonly keys: string[]
+  private readonly costs: Float64Array
+  private readonly where: Int32Array
+  private readonly out: Decision[] = []
+  /** template: the `tiers` object of a decision, with every tier's property (see answer). */
+  private readonly template: Record<string, TierDecision>
 
-  private constructor(store: MemoryStore, profile: Profile) {
-    this.store = store
-    this.tiers = profile.steps.map((s) => s.tier)
-    this.entries = profile.steps.map((s) => new Entry("tier", s.limit, "", 0, s.limit, s.tier, -1))
-    this.checks = profile.steps.map((s) => ({ namespace: s.limit.ns, key: "", cost: 0 }))
+  private constructor(lanes: Lanes, profile: Profile, cap: number) {
+    const steps = profile.steps
+    this.lanes = lanes
+    this.tiers = steps.map((s) => s.tier)
+    this.limits = steps.map((s) => s.limit)
+    this.names = steps.map((s) => s.tier.name)
+    const uses = new Map<string, number>()
+    for (const { tier } of steps) {
+      if (tier.fields.length === 1 || tier.fields.length === 2) {
+        uses.set(tier.fields[0], (uses.get(tier.fields[0]) ?? 0) + 1)
+      }
+    }
+    let field: string | undefined
+    for (const [name, n] of uses) {
+      if (n > 1 && (field === undefined || n > uses.get(field)!)) field = name
+    }
+    this.field = field
+    this.how = Uint8Array.from(steps, ({ tier: { fields } }) =>
+      field === undefined || fields[0] !== field ? OTHER : fields.length === 1 ? OWN : PAIR,
+    )
+    this.seconds = steps.map(({ tier: { fields } }) => fields[1] ?? "")
+    this.base = new Int32Array(steps.length)
+    this.pairBase = new Int32Array(steps.length)
+    let stride = 0
+    let pairStride = 0
+    for (let i = 0; i < steps.length; i++) {
+      this.base[i] = stride
+      this.pairBase[i] = pairStride
+      if (this.how[i] === OWN) stride += HINT
+      if (this.how[i] === PAIR) {
+        stride += PAIRS * HINT
+        pairStride += PAIRS
+      }
+    }
+    this.stride = stride
+    this.pairStride = pairStride
+    this.cap = cap
+    this.rows = new Int32Array(Math.min(cap, 64) * stride)
+    this.keys = steps.map(() => "")
+    this.costs = new Float64Array(steps.length)
+    this.where = new Int32Array(steps.length)
+    const none = { allowed: false, limit: 0, remaining: 0, retryAfterMs: 0, resetAfterMs: 0 }
+    this.template = {}
+    for (const name of this.names) this.template[name] = none
   }
 
   /**
    * of makes the plan for a profile, or answers null when the store is not a MemoryStore
-   * or some tier needs the general path (a penalty, shadow mode).
+   * or some tier needs the general path (a penalty, shadow mode, a sliding window log or
+   * concurrency limit).
    */
   static of(store: Store, profile: Profile): DirectPlan | null {
     if (!(store instanceof MemoryStore) || profile.steps.length === 0) return null
     for (const step of profile.steps) {
       if (step.penalty !== undefined || step.limit.shadow) return null
     }
-    return new DirectPlan(store, profile)
+    const lanes = store.lanes(profile.steps.map((s) => s.limit.ns))
+    if (lanes === undefined) return null
+    return new DirectPlan(lanes, profile, Math.min(ROWS_CAP, store.maxKeys))
   }
 
   /**
@@ -52,21 +142,120 @@ export class DirectPlan {
     now: number,
     counters: readonly Counter[],
   ): TieredDecision | undefined {
-    const { tiers, entries, checks } = this
-    for (let i = 0; i < checks.length; i++) {
+    const { tiers, limits, how, keys, costs, where } = this
+    const n = tiers.length
+    let row = -1
+    let main: string | undefined
+    if (this.field !== undefined) {
+      main = read.value(this.field)
+      if (main !== undefined) row = this.row(main)
+    }
+    for (let i = 0; i < n; i++) {
+      const units = tiers[i].cost ? cost : 1
+      if (units > limits[i].policy.limit) return undefined
+      costs[i] = units
+      const h = how[i]
+      if (h === OWN && main !== undefined) {
+        keys[i] = main
+        where[i] = row * this.stride + this.base[i]
+        continue
+      }
+      if (h === PAIR && main !== undefined) {
+        const second = read.value(this.seconds[i])
+        if (second === undefined) return undefined
+        this.pair(row, i, main, second)
+        continue
+      }
       const key = tiers[i].key(read)
       if (key === undefined) return undefined
-      const units = tiers[i].cost ? cost : 1
-      if (units > entries[i].limit!.policy.limit) return undefined
-      checks[i].key = key
-      checks[i].cost = units
+      keys[i] = key
+      where[i] = -1
     }
-    const results = this.store.limitAll(checks as readonly Check[], now)
-    let allowed = true
-    for (let i = 0; i < entries.length; i++) {
-      entries[i].result = results[i]
-      if (!results[i].allowed) allowed = false
+    const allowed = this.lanes.check(keys, costs, this.rows, where, now, this.out)
+    return this.answer(allowed, counters)
+  }
+
+  /** row finds or makes the row of a principal, reusing the oldest past `cap`. */
+  private row(principal: string): number {
+    const found = this.index.get(principal)
+    if (found !== undefined) return found
+    const row = this.next
+    if (row < this.principals.length) {
+      this.index.delete(this.principals[row])
+    } else if ((row + 1) * this.stride > this.rows.length) {
+      const grown = new Int32Array(Math.min(this.cap, 2 * (row + 1)) * this.stride)
+      grown.set(this.rows)
+      this.rows = grown
     }
-    return outcome(entries, allowed, counters)
+    this.next = row + 1 < this.cap ? row + 1 : 0
+    this.principals[row] = principal
+    this.index.set(principal, row)
+    this.rows.fill(-1, row * this.stride, (row + 1) * this.stride)
+    const p = row * this.pairStride
+    for (let j = 0; j < this.pairStride; j++) this.pairValues[p + j] = ""
+    return row
+  }
+
+  /**
+   * pair sets step i's key and hint for the principal's second value: a remembered one,
+   * or a new key made in place of the older of the two remembered.
+   */
+  private pair(row: number, i: number, main: string, second: string): void {
+    const p = row * this.pairStride + this.pairBase[i]
+    const h = row * this.stride + this.base[i]
+    const values = this.pairValues
+    if (values[p] === second) {
+      this.keys[i] = this.pairKeys[p]
+      this.where[i] = h
+      return
+    }
+    if (values[p + 1] === second) {
+      this.keys[i] = this.pairKeys[p + 1]
+      this.where[i] = h + HINT
+      return
+    }
+    // The newer moves to the second place; the new value takes the first.
+    const rows = this.rows
+    values[p + 1] = values[p]
+    this.pairKeys[p + 1] = this.pairKeys[p]
+    rows.copyWithin(h + HINT, h, h + HINT)
+    const key = pairKey(main, second)
+    values[p] = second
+    this.pairKeys[p] = key
+    rows.fill(-1, h, h + HINT)
+    this.keys[i] = key
+    this.where[i] = h
+  }
+
+  /**
+   * answer builds the decision from the lanes' decisions and counts it in each tier. The
+   * binding tier: when denied, the denying tier with the longest wait; when allowed, the
+   * tier closest to its limit (as outcome() chooses).
+   */
+  private answer(allowed: boolean, counters: readonly Counter[]): TieredDecision {
+    const { tiers, names, out } = this
+    // A copy of the template has every tier's property already, in order: filling it in
+    // adds none (adding them one by one, by name, costs more than the rest of the answer).
+    const record: Record<string, TierDecision> = { ...this.template }
+    let bind = out[0]
+    let at = 0
+    for (let i = 0; i < tiers.length; i++) {
+      const d = out[i]
+      record[names[i]] = d
+      const c = counters[tiers[i].index]
+      c.checked++
+      if (!d.allowed) c.denied++
+      else if (allowed) c.allowed++
+      if (i === 0) continue
+      if (
+        allowed
+          ? closer(d, bind)
+          : !d.allowed && (bind.allowed || d.retryAfterMs > bind.retryAfterMs)
+      ) {
+        bind = d
+        at = i
+      }
+    }
+    return bound(allowed, bind, names[at], record)
   }
 }

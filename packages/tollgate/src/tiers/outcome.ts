@@ -185,6 +185,16 @@ export function outcome(
     d.tiers = tiers
     return d
   }
+  return bound(allowed, bind, bindName, tiers)
+}
+
+/** bound: the decision for a request whose binding tier (see TieredDecision) is `bind`, named `name`. */
+export function bound(
+  allowed: boolean,
+  bind: TierDecision,
+  name: string,
+  tiers: Record<string, TierDecision>,
+): TieredDecision {
   const d: TieredDecision = {
     allowed,
     limit: bind.limit,
@@ -193,12 +203,12 @@ export function outcome(
     resetAfterMs: bind.resetAfterMs,
     tiers,
   }
-  if (!allowed) d.tier = bindName
+  if (!allowed) d.tier = name
   return d
 }
 
 /** closer: a is nearer its limit than b (by the share left, then by units left). */
-function closer(a: TierDecision, b: TierDecision): boolean {
+export function closer(a: TierDecision, b: TierDecision): boolean {
   const fa = a.remaining / a.limit
   const fb = b.remaining / b.limit
   return fa < fb || (fa === fb && a.remaining < b.remaining)

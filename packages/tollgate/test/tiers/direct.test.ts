@@ -54,10 +54,14 @@ function config(tiers: TierCase[]): TieredConfig {
 }
 
 /** field: one of a few values, or (less often) missing. */
-const field = (a: string, b: string) => fc.constantFrom<string | undefined>(a, b, a, undefined)
+const field = (...values: string[]) =>
+  fc.constantFrom<string | undefined>(...values, values[0], undefined)
+// Four users and three models: with maxKeys 3 the synchronous path's rows are reused
+// (it remembers as many principals as the store holds keys), and a user's third model
+// takes the place of one of the two it remembers.
 const request = fc.record({
-  user: field("u1", "u2"),
-  model: field("small", "large"),
+  user: field("u1", "u2", "u3", "u4"),
+  model: field("small", "large", "vision"),
   tenant: field("acme", "initech"),
 })
 
@@ -88,6 +92,11 @@ const op = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("usage" as const), request }) },
+  // A reset frees keys under the slots the synchronous path remembers.
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant("reset" as const), user: field("u1", "u2", "u3") }),
+  },
 )
 
 /** plain: a request without its missing fields (a tier keyed by one does not apply). */
@@ -138,6 +147,11 @@ describe("the synchronous path of a tiered limiter on a MemoryStore", () => {
               const step = `op ${i}: ${JSON.stringify(o)}`
               if (o.t === "advance") {
                 clock.advance(o.ms)
+                continue
+              }
+              if (o.t === "reset") {
+                const who = o.user === undefined ? {} : { user: o.user }
+                expect(direct.reset(who), step).toEqual(await general.reset(who))
                 continue
               }
               const r = plain(o.request)
