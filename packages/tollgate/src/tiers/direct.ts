@@ -60,15 +60,19 @@ export class DirectPlan {
   private readonly principals: string[] = []
   private next = 0
   private rows: Int32Array
-  /** pairValues, pairKeys: per row and PAIR step, the remembered second values and keys. */
-  private readonly pairValues: string[] = []
-  private readonly pairKeys: string[] = []
+  /**
+   * pairs: per row and PAIR step, the remembered second values, each followed by its key
+   * (side by side: one memory read finds both).
+   */
+  private readonly pairs: string[] = []
   private readonly keys: string[]
   private readonly costs: Float64Array
   private readonly where: Int32Array
   private readonly out: Decision[] = []
   /** template: the `tiers` object of a decision, with every tier's property (see answer). */
   private readonly template: Record<string, TierDecision>
+  /** first: the first four tiers' names (see answer). */
+  private readonly first: readonly string[]
 
   private constructor(lanes: Lanes, profile: Profile, cap: number) {
     const steps = profile.steps
@@ -101,7 +105,7 @@ export class DirectPlan {
       if (this.how[i] === OWN) stride += HINT
       if (this.how[i] === PAIR) {
         stride += PAIRS * HINT
-        pairStride += PAIRS
+        pairStride += 2 * PAIRS
       }
     }
     this.stride = stride
@@ -114,6 +118,7 @@ export class DirectPlan {
     const none = { allowed: false, limit: 0, remaining: 0, retryAfterMs: 0, resetAfterMs: 0 }
     this.template = {}
     for (const name of this.names) this.template[name] = none
+    this.first = this.names.slice(0, 4)
   }
 
   /**
@@ -147,7 +152,13 @@ export class DirectPlan {
     let row = -1
     let main: string | undefined
     if (this.field !== undefined) {
-      main = read.value(this.field)
+      // Read here rather than by read.value, whose one read of every field is slower than
+      // a read of one field (the common string checked as read.value checks it).
+      const v = read.request[this.field]
+      main =
+        typeof v === "string" && v.length > 0 && v.length <= read.maxLength
+          ? v
+          : read.value(this.field)
       if (main !== undefined) row = this.row(main)
     }
     for (let i = 0; i < n; i++) {
@@ -161,7 +172,11 @@ export class DirectPlan {
         continue
       }
       if (h === PAIR && main !== undefined) {
-        const second = read.value(this.seconds[i])
+        const v = read.request[this.seconds[i]]
+        const second =
+          typeof v === "string" && v.length > 0 && v.length <= read.maxLength
+            ? v
+            : read.value(this.seconds[i])
         if (second === undefined) return undefined
         this.pair(row, i, main, second)
         continue
@@ -192,7 +207,7 @@ export class DirectPlan {
     this.index.set(principal, row)
     this.rows.fill(-1, row * this.stride, (row + 1) * this.stride)
     const p = row * this.pairStride
-    for (let j = 0; j < this.pairStride; j++) this.pairValues[p + j] = ""
+    for (let j = 0; j < this.pairStride; j++) this.pairs[p + j] = ""
     return row
   }
 
@@ -203,25 +218,25 @@ export class DirectPlan {
   private pair(row: number, i: number, main: string, second: string): void {
     const p = row * this.pairStride + this.pairBase[i]
     const h = row * this.stride + this.base[i]
-    const values = this.pairValues
-    if (values[p] === second) {
-      this.keys[i] = this.pairKeys[p]
+    const pairs = this.pairs
+    if (pairs[p] === second) {
+      this.keys[i] = pairs[p + 1]
       this.where[i] = h
       return
     }
-    if (values[p + 1] === second) {
-      this.keys[i] = this.pairKeys[p + 1]
+    if (pairs[p + 2] === second) {
+      this.keys[i] = pairs[p + 3]
       this.where[i] = h + HINT
       return
     }
     // The newer moves to the second place; the new value takes the first.
     const rows = this.rows
-    values[p + 1] = values[p]
-    this.pairKeys[p + 1] = this.pairKeys[p]
+    pairs[p + 2] = pairs[p]
+    pairs[p + 3] = pairs[p + 1]
     rows.copyWithin(h + HINT, h, h + HINT)
     const key = pairKey(main, second)
-    values[p] = second
-    this.pairKeys[p] = key
+    pairs[p] = second
+    pairs[p + 1] = key
     rows.fill(-1, h, h + HINT)
     this.keys[i] = key
     this.where[i] = h
@@ -237,11 +252,17 @@ export class DirectPlan {
     // A copy of the template has every tier's property already, in order: filling it in
     // adds none (adding them one by one, by name, costs more than the rest of the answer).
     const record: Record<string, TierDecision> = { ...this.template }
+    const n = tiers.length
+    // The first four by name, each at a place of its own (where it is always the same name).
+    record[this.first[0]] = out[0]
+    if (n > 1) record[this.first[1]] = out[1]
+    if (n > 2) record[this.first[2]] = out[2]
+    if (n > 3) record[this.first[3]] = out[3]
     let bind = out[0]
     let at = 0
-    for (let i = 0; i < tiers.length; i++) {
+    for (let i = 0; i < n; i++) {
       const d = out[i]
-      record[names[i]] = d
+      if (i > 3) record[names[i]] = d
       const c = counters[tiers[i].index]
       c.checked++
       if (!d.allowed) c.denied++
