@@ -31,12 +31,10 @@ export class KeyTable<S = never> {
   data: Float64Array
   /** objects: per-slot state when width is 0. */
   readonly objects: (S | undefined)[] = []
-  /** keys: the key held in each slot ("" when the slot is free). */
-  readonly keys: string[] = []
   /**
    * epoch counts the slots freed so far: while it stands, every slot holds the key it held
    * (a caller that remembered a key's slot may use it without the Map; see `at`). It is
-   * -1 for good once the count passes 30 bits (a remembered slot is then checked by key).
+   * -1 for good once the count passes 30 bits (remembered slots are then not used).
    */
   epoch = 0
   /** stamps: the count of keys added (mod 2^32) when each slot's key was last placed. */
@@ -83,17 +81,15 @@ export class KeyTable<S = never> {
 
   /**
    * at is find for a key whose slot the caller remembers, found when the table's `epoch`
-   * was `seen` and its `placed` was `placed`: that slot, marked used, while it still holds
-   * the key, else what find answers. With no key added or freed since, the key's place in
-   * recency order was settled then, and stands.
+   * was `seen` and its `placed` was `placed`: with no slot freed since, that slot still
+   * holds the key, and is answered (marked used) without the Map; else find answers. With
+   * no key added since either, the key's place in recency order was settled then, and
+   * stands. (A slot is not checked by its key: keeping each slot's key would cost every key
+   * of the store a few bytes more, and a table whose keys come and go often gains little.)
    */
   at(key: string, slot: number, seen: number, placed: number): number {
-    if (seen === this.epoch && seen >= 0) {
-      if (slot < 0) return this.find(key)
-      if (placed === (this.placements & SMALL)) return slot
-    } else if (slot < 0 || this.keys[slot] !== key) {
-      return this.find(key)
-    }
+    if (seen !== this.epoch || seen < 0 || slot < 0) return this.find(key)
+    if (placed === (this.placements & SMALL)) return slot
     if ((this.placements - this.stamps[slot]) >>> 0 > this.map.size >>> 3) this.renew(key, slot)
     return slot
   }
@@ -123,7 +119,6 @@ export class KeyTable<S = never> {
       slot = this.used++
     }
     this.map.set(key, slot)
-    this.keys[slot] = key
     this.stamps[slot] = this.placements
     this.placements = (this.placements + 1) >>> 0
     this.budget.size++
@@ -184,7 +179,6 @@ export class KeyTable<S = never> {
     }
     this.data.fill(0, slot * this.width, (slot + 1) * this.width)
     if (this.width === 0) this.objects[slot] = undefined
-    this.keys[slot] = ""
     if (this.epoch >= 0) this.epoch = this.epoch < SMALL ? this.epoch + 1 : -1
     this.free.push(slot)
     this.budget.size--
