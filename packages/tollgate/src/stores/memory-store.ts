@@ -181,6 +181,8 @@ export class MemoryStore implements SyncStore {
    * store (a multi-tier check's tiers), or answers undefined when they do not qualify:
    * each must be a token bucket, fixed window or sliding window counter of this store, and
    * no two may share a table (a prefix and kind), so no two checks share a key.
+   * (For the tiered limiter's synchronous path; not part of the Store interface.)
+   * @internal
    */
   lanes(namespaces: readonly unknown[]): Lanes | undefined {
     const tables = new Set<KeyTable<unknown>>()
