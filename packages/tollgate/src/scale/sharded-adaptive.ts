@@ -206,8 +206,9 @@ export class Adaptive {
    * store), so that only budget nobody else used is moved. When other processes used
    * some since `level` was read, the take is refused and tried again at the level the
    * refusal shows (whole units: a token bucket's level read back from times may be a
-   * rounding above what a take can have), less a margin that grows by what went between
-   * attempts, up to TAKE_ATTEMPTS times. It returns what it took (0 when every attempt
+   * rounding above what a take can have), less a margin: what went between the last two
+   * readings of the level, times the number of refusals before, up to TAKE_ATTEMPTS
+   * times. It returns what it took (0 when every attempt
    * was refused).
    */
   private *take(
@@ -218,16 +219,20 @@ export class Adaptive {
     now: number,
   ): Steps<number> {
     let cost = level
+    let known = level
     for (let attempt = 0; attempt < TAKE_ATTEMPTS && cost > 1e-9; attempt++) {
       const asked = cost
       const t = yield* one(() => ns.limit(key, asked, now))
       if (t.allowed) return asked
       // Refused: others used some since. Ask next for the level the refusal shows, less
-      // what went meanwhile (once more each attempt), so that traffic that keeps using the
-      // key, this process's own requests included, cannot outpace every attempt. What is
-      // not taken is drained with the key: left behind, never counted twice.
+      // what went between the last two readings of it (none the first time, once more
+      // each attempt after): about that much goes again while the next take is on its
+      // way, so traffic that keeps using the key, this process's own requests included,
+      // cannot outpace every attempt. What is not taken is drained with the key: left
+      // behind, never counted twice.
       const left = Math.floor(levelOf(part, t) + 1e-9)
-      cost = left - Math.max(0, asked - left) * attempt
+      cost = left - Math.max(0, known - left) * attempt
+      known = left
     }
     return 0
   }
