@@ -246,6 +246,29 @@ describe("acquire: FIFO waiting", () => {
   })
 })
 
+describe("acquire after setPolicy lowers the limit", () => {
+  // Found by the fuzz test: a waiter whose cost the new limit can never hold used to try
+  // again at every refill for ever (with a manual clock, advance(1e9) ran for minutes).
+  it("rejects a waiter whose cost is now above the limit, and the waiters behind go on", async () => {
+    const clock = manualClock(0)
+    const limiter = createLimiter({ policy: slidingWindowLog({ limit: 4, window: "1m" }), clock })
+    expect(limiter.limit("k").allowed).toBe(true)
+    const big = limiter.acquire("k", { cost: 4 })
+    const small = limiter.acquire("k", { cost: 1 })
+    const bigError = big.catch((e: unknown) => e)
+    limiter.setPolicy(tokenBucket({ rate: 2, burst: 3 }))
+    // The head tries again once the window's entry would have expired (60 s).
+    clock.advance(61_000)
+    await flush()
+    const error = await Promise.race([bigError, flush().then(() => "still waiting")])
+    expect(error).toBeInstanceOf(RateLimitError)
+    expect((error as Error).message).toMatch(/cost 4 is above the policy's limit of 3/)
+    expect((await small).allowed).toBe(true)
+    expect(limiter.stats().waiting).toBe(0)
+    expect(clock.pending).toBe(0)
+  })
+})
+
 describe("reserve", () => {
   it("commits capacity for later and cancel gives it back", async () => {
     const clock = manualClock(0)

@@ -979,6 +979,19 @@ class RateLimiter implements Limiter<boolean> {
       w.resolve(this.#count(d))
       return true
     }
+    if (w.cost > this.#policy.limit) {
+      // setPolicy lowered the limit below this waiter's cost after it queued: it can never
+      // be admitted, and would otherwise try again at every refill, for ever.
+      this.#leave(w)
+      this.#denied++
+      w.reject(
+        new RateLimitError(
+          d,
+          `rate limited: cost ${w.cost} is above the policy's limit of ${this.#policy.limit} since setPolicy, so it can never be admitted`,
+        ),
+      )
+      return true
+    }
     if (w.first && now + d.retryAfterMs > w.deadline) {
       // As acquire() over a memory store: a wait longer than maxWait is refused at once.
       this.#leave(w)
